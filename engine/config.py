@@ -1,0 +1,143 @@
+"""One frozen Settings object, read once at each entry point and passed down.
+
+Every setting has an environment variable: prefix ``VIGIL_``, nested groups joined by ``__``
+(``VIGIL_KAFKA__BOOTSTRAP_SERVERS``, ``VIGIL_REDIS__URL``). Secrets are ``SecretStr`` and never
+printed. README.md lists every setting with its default; ``tests/unit/test_config.py`` holds the
+README and this file in agreement.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class TopicNames(BaseModel):
+    """Kafka topic names, before the optional prefix is applied."""
+
+    model_config = _FROZEN
+
+    transactions: str = "events.transactions"
+    app: str = "events.app"
+    outcomes: str = "events.outcomes"
+    profile: str = "events.profile"
+    alerts: str = "alerts"
+    actions: str = "actions"
+    decisions: str = "decisions"
+    dlq: str = "events.dlq"
+
+
+class KafkaSettings(BaseModel):
+    model_config = _FROZEN
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    consumer_group: str = "vigil-worker"
+    topics: TopicNames = TopicNames()
+    # Largest record the worker produces (a DLQ record carries the original bytes, base64).
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+    def topic(self, name: str) -> str:
+        """The full name of a topic by its role (``transactions``, ``alerts``, ...)."""
+        return self.topic_prefix + str(getattr(self.topics, name))
+
+    @property
+    def input_topics(self) -> tuple[str, ...]:
+        return tuple(self.topic(n) for n in ("transactions", "app", "outcomes", "profile"))
+
+    @property
+    def output_topics(self) -> tuple[str, ...]:
+        return tuple(self.topic(n) for n in ("alerts", "actions", "decisions", "dlq"))
+
+
+class RedisSettings(BaseModel):
+    model_config = _FROZEN
+
+    url: str = "redis://127.0.0.1:6379/0"
+    password: SecretStr | None = None
+    key_prefix: str = "vigil"
+
+
+class WorkerSettings(BaseModel):
+    model_config = _FROZEN
+
+    batch_max: int = Field(default=200, ge=1)
+    batch_within_seconds: float = Field(default=0.005, gt=0)
+    max_event_bytes: int = Field(default=64 * 1024, ge=256)
+    # An event stamped further ahead of the wall clock than this is refused (dead-lettered).
+    max_future_seconds: float = Field(default=24 * 3600, ge=0)
+    # Event-time horizon within which a redelivered event_id is recognised and changes nothing.
+    dedup_horizon_seconds: int = Field(default=7 * 24 * 3600, ge=3600)
+    # Events older than the customer's latest event by more than this update no window.
+    allowed_lateness_seconds: int = Field(default=3600, ge=0)
+    # Idle customers' state expires after this long (wall clock, refreshed on every event).
+    state_ttl_seconds: int = Field(default=120 * 24 * 3600, ge=3600)
+    retry_backoff_max_seconds: float = Field(default=5.0, gt=0)
+    web_port: int = Field(default=6066, ge=0)
+    metrics_port: int = Field(default=9108, ge=0)
+
+
+class PolicySettings(BaseModel):
+    """The contact policy: who may be contacted, how often, and when."""
+
+    model_config = _FROZEN
+
+    default_timezone: str = "Asia/Shanghai"
+    quiet_hours_start: int = Field(default=21, ge=0, le=23)
+    quiet_hours_end: int = Field(default=8, ge=0, le=23)
+    max_contacts_7d: int = Field(default=3, ge=0)
+    max_per_channel_7d: int = Field(default=2, ge=0)
+    complaint_suppression_days: int = Field(default=30, ge=0)
+
+
+class ApiSettings(BaseModel):
+    model_config = _FROZEN
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # "name:scope1+scope2:sha256-hex-of-key" entries, comma separated. Keys are stored hashed.
+    api_keys: SecretStr = SecretStr("")
+
+
+class ServiceSettings(BaseModel):
+    """Where `vigil services` keeps the local Kafka and Redis it starts."""
+
+    model_config = _FROZEN
+
+    run_dir: Path = Path(".run")
+    cache_dir: Path = Path(".cache")
+    kafka_heap: str = "768m"
+    start_timeout_seconds: float = Field(default=90.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything configurable about Vigil. Frozen: read once, pass down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    worker: WorkerSettings = WorkerSettings()
+    policy: PolicySettings = PolicySettings()
+    api: ApiSettings = ApiSettings()
+    services: ServiceSettings = ServiceSettings()
+    rules_dir: Path = Path("rules/default")
+    actions_catalog: Path = Path("actions/catalog.yaml")
+    model_seed: int = 7
+    log_level: str = "INFO"
+
+
+def load_settings() -> Settings:
+    """Read the environment once; called only by entry points."""
+    return Settings()
