@@ -1,0 +1,66 @@
+"""The pipeline's I/O edges. Each Protocol has a real adapter and an in-memory twin, held
+identical by one contract suite per port (tests/contract/).
+
+| port        | real adapter                         | twin                                 |
+|-------------|--------------------------------------|--------------------------------------|
+| StateStore  | features.redis_store.RedisStateStore | features.memory_store.MemoryStateStore |
+| OutputSink  | streams.sinks.KafkaSink              | engine.sinks.MemorySink              |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from engine.types import CustomerState, Effects, StateUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLimits:
+    """Time limits every state store applies the same way (seconds)."""
+
+    dedup_horizon: float = 7 * 86400
+    allowed_lateness: float = 3600
+    result_retention: float = 3600
+    ttl: int = 120 * 86400
+    contact_retention: float = 35 * 86400
+
+
+class StateStore(Protocol):
+    """Per-customer rolling state: features, deduplication, cooldowns, contacts."""
+
+    async def apply(self, updates: Sequence[StateUpdate], wall: float) -> list[CustomerState]:
+        """Apply each event once (in order) and return the state right after each.
+
+        One round trip for the whole batch. Raises ``InfrastructureError`` on failure, in which
+        case nothing of the batch may be acknowledged.
+        """
+        ...
+
+    async def commit(self, effects: Sequence[Effects]) -> None:
+        """Record cooldowns and contacts of decisions. Idempotent."""
+        ...
+
+    async def read(self, customer_id: str) -> CustomerState | None:
+        """The customer's current state without changing anything; None if unknown."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One output message: the topic by role (alerts, actions, decisions, dlq), key and value."""
+
+    role: str
+    key: str
+    value: dict[str, Any]
+
+
+class OutputSink(Protocol):
+    """Where decisions go. ``emit`` returns only when every record is durable."""
+
+    async def emit(self, records: Sequence[OutRecord]) -> None: ...
