@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+# Shipped rule files and action catalog live in the packages, wherever they are installed.
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
 class TopicNames(BaseModel):
@@ -79,8 +81,11 @@ class WorkerSettings(BaseModel):
     # Idle customers' state expires after this long (wall clock, refreshed on every event).
     state_ttl_seconds: int = Field(default=120 * 24 * 3600, ge=3600)
     retry_backoff_max_seconds: float = Field(default=5.0, gt=0)
-    web_port: int = Field(default=6066, ge=0)
-    metrics_port: int = Field(default=9108, ge=0)
+    # Prometheus /metrics of the worker; port 0 turns it off (e.g. several workers on one host).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    # How often a worker looks for changed rule files (seconds).
+    rules_reload_seconds: float = Field(default=2.0, gt=0)
 
 
 class PolicySettings(BaseModel):
@@ -132,8 +137,8 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     api: ApiSettings = ApiSettings()
     services: ServiceSettings = ServiceSettings()
-    rules_dir: Path = Path("rules/default")
-    actions_catalog: Path = Path("actions/catalog.yaml")
+    rules_dir: Path = _PACKAGE_ROOT / "rules" / "default"
+    actions_catalog: Path = _PACKAGE_ROOT / "actions" / "catalog.yaml"
     model_seed: int = 7
     log_level: str = "INFO"
 

@@ -1,0 +1,172 @@
+"""The DecisionPipeline: the only place the stage order is written.
+
+    validate -> features -> score -> rules -> next-best action -> effects -> emit (+ audit)
+
+One batch at a time. The live Faust agent, the API's what-if and replay build the same pipeline
+and differ only in the adapters they pass in (state store, sink, clock).
+
+Failure policy: invalid input becomes a dead-letter record and the batch goes on; an
+infrastructure error (Redis, Kafka) propagates to the driver, which retries the whole batch
+without acknowledging it. A retried batch changes nothing twice: events are deduplicated by
+event_id, a redelivered event is decided again from the state stored at its first application,
+and every output carries a deterministic id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from actions.catalog import ActionCatalog
+from engine import metrics
+from engine.clock import Clock
+from engine.config import Settings
+from engine.dead_letter import InputRecord, dead_letter
+from engine.decide import (
+    Decision,
+    DecisionContext,
+    action_message,
+    alert_message,
+    decide,
+    merge_effects,
+    with_batch_effects,
+)
+from engine.events import AnyEvent, InvalidEvent, parse_event
+from engine.ports import OutputSink, OutRecord, StateStore
+from engine.types import Effects, StateUpdate
+from features.definitions import ops_for_dict
+from online_models.catalog import CATALOG
+from online_models.scorer import ModelScorer
+from rules.evaluator import RuleSet
+
+
+@dataclass
+class BatchResult:
+    decisions: list[Decision] = field(default_factory=list)
+    dead_letters: int = 0
+    duplicates: int = 0
+
+
+class DecisionPipeline:
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        sink: OutputSink,
+        scorer: ModelScorer,
+        rules: Callable[[], RuleSet],
+        catalog: ActionCatalog,
+        settings: Settings,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.sink = sink
+        self.scorer = scorer
+        self._rules = rules
+        self.catalog = catalog
+        self.settings = settings
+        self.clock = clock
+        self._ctx_cache: tuple[RuleSet, DecisionContext] | None = None
+
+    def context(self) -> DecisionContext:
+        """The decision context for the current rule set (rebuilt when the rules reload)."""
+        ruleset = self._rules()
+        if self._ctx_cache is None or self._ctx_cache[0] is not ruleset:
+            used: set[str] = set()
+            for rule in ruleset.rules:
+                used |= rule.when.names
+            for spec in CATALOG:
+                used |= set(spec.inputs)
+            used |= {"aum", "tier", "aum_peak_30d"}
+            ctx = DecisionContext(
+                scorer=self.scorer,
+                rules=ruleset,
+                catalog=self.catalog,
+                policy=self.settings.policy,
+                audit_features=tuple(sorted(n for n in used if not n.startswith(("score_", "cold_", "event_", "profile_", "consent_")))),
+            )
+            self._ctx_cache = (ruleset, ctx)
+        return self._ctx_cache[1]
+
+    async def process(self, records: Sequence[InputRecord]) -> BatchResult:
+        """Decide a batch; returns only when every output is durable."""
+        started = time.perf_counter()
+        now = self.clock.now()
+        w = self.settings.worker
+        out: list[OutRecord] = []
+        result = BatchResult()
+        valid: list[tuple[InputRecord, AnyEvent]] = []
+        for rec in records:
+            parsed = parse_event(
+                rec.value, now=now, max_bytes=w.max_event_bytes, max_future_seconds=w.max_future_seconds
+            )
+            if isinstance(parsed, InvalidEvent):
+                msg = dead_letter(rec, parsed, now)
+                out.append(OutRecord("dlq", parsed.customer_id or f"{rec.topic}:{rec.partition}", msg))
+                metrics.DLQ.labels(parsed.reason.value).inc()
+                metrics.EVENTS.labels("invalid", "dead_letter").inc()
+                result.dead_letters += 1
+            else:
+                valid.append((rec, parsed))
+        t_validate = time.perf_counter()
+        updates = [
+            StateUpdate(ev.customer_id, ev.event_id, ev.epoch, ops_for_dict(ev.__dict__))
+            for _, ev in valid
+        ]
+        states = await self.store.apply(updates, wall=now)
+        t_state = time.perf_counter()
+
+        ctx = self.context()
+        batch_effects: dict[str, Effects] = {}
+        for (rec, event), state in zip(valid, states, strict=True):
+            state = with_batch_effects(state, batch_effects.get(event.customer_id))
+            decision = decide(event, state, ctx, decided_at=now)
+            result.decisions.append(decision)
+            if decision.effects:
+                batch_effects[event.customer_id] = merge_effects(
+                    batch_effects.get(event.customer_id), decision.effects
+                )
+            self._count(event, state.status, decision)
+            key = event.customer_id
+            out.extend(OutRecord("alerts", key, alert_message(a)) for a in decision.alerts)
+            out.extend(OutRecord("actions", key, action_message(a)) for a in decision.actions)
+            out.append(OutRecord("decisions", key, decision.record))
+            if rec.timestamp is not None:
+                metrics.END_TO_END.observe(max(now - rec.timestamp, 0.0))
+            if state.status == "duplicate":
+                result.duplicates += 1
+        t_decide = time.perf_counter()
+        await self.store.commit(list(batch_effects.values()))
+        t_commit = time.perf_counter()
+        await self.sink.emit(out)
+        t_emit = time.perf_counter()
+        metrics.BATCH.observe(len(records))
+        for stage, a, b in (
+            ("validate", started, t_validate),
+            ("state", t_validate, t_state),
+            ("decide", t_state, t_decide),
+            ("commit", t_decide, t_commit),
+            ("emit", t_commit, t_emit),
+        ):
+            metrics.STAGE.labels(stage).observe(b - a)
+        return result
+
+    @staticmethod
+    def _count(event: AnyEvent, status: str, decision: Decision) -> None:
+        metrics.EVENTS.labels(event.type, status).inc()
+        if status == "duplicate":
+            metrics.DUPLICATES.inc()
+        elif status in ("late", "too_late"):
+            metrics.LATE.labels(status).inc()
+        for a in decision.alerts:
+            metrics.ALERTS.labels(a.type, a.rule_id).inc()
+        for a in decision.actions:
+            metrics.ACTIONS.labels(a.channel).inc()
+        for s in decision.record["rules"]["suppressed"]:
+            metrics.SUPPRESSIONS.labels(s["reason"]).inc()
+        for c in decision.record["actions"]["candidates"]:
+            if c["status"] not in ("chosen", "outranked"):
+                metrics.SUPPRESSIONS.labels(c["status"]).inc()
+        for e in decision.record["rules"]["errors"]:
+            metrics.RULE_ERRORS.labels(e["rule_id"]).inc()

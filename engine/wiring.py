@@ -1,0 +1,52 @@
+"""Building the pipeline from settings: the one place real adapters are chosen.
+
+(Not pure: it imports the Redis adapter. Drivers call ``build_pipeline`` with their sink.)
+"""
+
+from __future__ import annotations
+
+from actions.catalog import load_catalog
+from engine.clock import Clock, WallClock
+from engine.config import Settings
+from engine.pipeline import DecisionPipeline
+from engine.ports import OutputSink, StateStore, StoreLimits
+from features.redis_store import RedisStateStore
+from online_models.catalog import model_names
+from online_models.scorer import ModelScorer
+from rules.reload import RuleSetHolder
+
+
+def store_limits(settings: Settings) -> StoreLimits:
+    w = settings.worker
+    return StoreLimits(
+        dedup_horizon=float(w.dedup_horizon_seconds),
+        allowed_lateness=float(w.allowed_lateness_seconds),
+        ttl=w.state_ttl_seconds,
+    )
+
+
+def redis_store(settings: Settings) -> RedisStateStore:
+    password = settings.redis.password.get_secret_value() if settings.redis.password else None
+    return RedisStateStore.from_url(
+        settings.redis.url, store_limits(settings), settings.redis.key_prefix, password
+    )
+
+
+def build_pipeline(
+    settings: Settings,
+    sink: OutputSink,
+    store: StateStore | None = None,
+    clock: Clock | None = None,
+    rules: RuleSetHolder | None = None,
+) -> tuple[DecisionPipeline, RuleSetHolder]:
+    holder = rules or RuleSetHolder(settings.rules_dir, model_names())
+    pipeline = DecisionPipeline(
+        store=store or redis_store(settings),
+        sink=sink,
+        scorer=ModelScorer.fresh(settings.model_seed),
+        rules=holder,
+        catalog=load_catalog(settings.actions_catalog),
+        settings=settings,
+        clock=clock or WallClock(),
+    )
+    return pipeline, holder
