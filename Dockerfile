@@ -39,7 +39,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 
 # An unprivileged user. The code stays root-owned and read-only to it; only /app itself is
 # writable, for the run-time files the worker creates in its working directory (Faust's data
-# directory).
+# directory under ServiceSettings.run_dir, .run/).
 RUN groupadd --system --gid 10001 vigil \
     && useradd --system --uid 10001 --gid vigil --create-home --home-dir /home/vigil vigil \
     && chown vigil:vigil /app
@@ -48,9 +48,8 @@ ENV PATH="/app/.venv/bin:${PATH}"
 
 USER vigil
 
-# 8000: API (ApiSettings.port); 9108: worker metrics (WorkerSettings.metrics_port);
-# 6066: Faust web (WorkerSettings.web_port).
-EXPOSE 8000 9108 6066
+# 8000: API (ApiSettings.port); 9108: worker metrics (WorkerSettings.metrics_port).
+EXPOSE 8000 9108
 
 ENTRYPOINT ["vigil"]
 CMD ["--help"]

@@ -53,3 +53,18 @@ def contact_member(contact: Contact) -> str:
 def num(x: float) -> str:
     """A float as the Lua scripts write it (``%.17g``): both stores keep identical strings."""
     return format(x, ".17g")
+
+
+def state_as_dict(state: CustomerState) -> dict[str, Any]:
+    """A customer's state as JSON-ready data (for `vigil customer` and the API)."""
+    return {
+        "customer_id": state.customer_id,
+        "as_of": state.now,
+        "features": dict(state.features),
+        "profile": dict(state.profile),
+        "fired": {k: {"ts": v.ts, "decision_id": v.decision_id} for k, v in state.fired.items()},
+        "contacts": [
+            {"ts": c.ts, "channel": c.channel, "decision_id": c.decision_id, "action_id": c.action_id}
+            for c in state.contacts
+        ],
+    }

@@ -47,6 +47,8 @@ from typing import TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from engine.config import Settings
 from services.topics import ensure_topics, kafka_answers
@@ -99,6 +101,7 @@ class RunLayout:
 
     @classmethod
     def of(cls, settings: Settings) -> RunLayout:
+        """The layout of ``settings.services.run_dir``, made absolute."""
         return cls(settings.services.run_dir.resolve())
 
     @property
@@ -323,7 +326,7 @@ def new_cluster_id() -> str:
 class _Daemon:
     name: str
     pid_file: Path
-    marker: str  # must appear in /proc/<pid>/cmdline for the pid to be ours
+    markers: tuple[str, ...]  # all appear in /proc/<pid>/cmdline when the pid is ours
     logs: tuple[Path, ...]
 
 
@@ -331,14 +334,19 @@ def _kafka_daemon(layout: RunLayout) -> _Daemon:
     return _Daemon(
         "kafka",
         layout.kafka_pid,
-        str(layout.kafka_config),
+        ("kafka.Kafka", str(layout.kafka_config)),
         (layout.kafka_logs / "server.log", layout.kafka_stdout),
     )
 
 
-def _redis_daemon(layout: RunLayout) -> _Daemon:
+def _redis_daemon(layout: RunLayout, settings: Settings) -> _Daemon:
+    # redis-server retitles itself "redis-server 127.0.0.1:6379": the port tells ours apart.
+    port = urlsplit(settings.redis.url).port or 6379
     return _Daemon(
-        "redis", layout.redis_pid, "redis-server", (layout.redis_log, layout.redis_stdout)
+        "redis",
+        layout.redis_pid,
+        ("redis-server", f":{port}"),
+        (layout.redis_log, layout.redis_stdout),
     )
 
 
@@ -369,8 +377,10 @@ def _cmdline(pid: int) -> str | None:
         return None
 
 
-def read_live_pid(pid_file: Path, marker: str) -> int | None:
+def read_live_pid(pid_file: Path, *markers: str) -> int | None:
     """The pid in ``pid_file`` if that process still runs and is ours; else None.
+
+    Ours means its command line holds every one of ``markers`` (not checked without /proc).
 
     A stale pid file (process gone, or the pid reused by another program) is removed.
     """
@@ -380,7 +390,7 @@ def read_live_pid(pid_file: Path, marker: str) -> int | None:
         pid_file.unlink(missing_ok=True)
         return None
     cmdline = _cmdline(pid)
-    if process_alive(pid) and (cmdline is None or marker in cmdline):
+    if process_alive(pid) and (cmdline is None or all(m in cmdline for m in markers)):
         return pid
     pid_file.unlink(missing_ok=True)
     return None
@@ -424,12 +434,28 @@ def _wait_exit(pid: int, timeout: float) -> bool:
     return True
 
 
-def log_tail(paths: tuple[Path, ...], lines: int = _LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of each existing file, headed by its path."""
+def log_sizes(paths: tuple[Path, ...]) -> dict[Path, int]:
+    """The current size of each file (0 when absent), to show only what a new run writes."""
+    sizes = {}
+    for path in paths:
+        try:
+            sizes[path] = path.stat().st_size
+        except OSError:
+            sizes[path] = 0
+    return sizes
+
+
+def log_tail(
+    paths: tuple[Path, ...], since: dict[Path, int] | None = None, lines: int = _LOG_TAIL_LINES
+) -> str:
+    """The last ``lines`` lines of each file written after offset ``since[path]``."""
     chunks = []
     for path in paths:
         with contextlib.suppress(OSError):
-            text = path.read_text(errors="replace").splitlines()[-lines:]
+            with path.open("rb") as handle:
+                start = (since or {}).get(path, 0)
+                handle.seek(start if start <= path.stat().st_size else 0)
+                text = handle.read().decode(errors="replace").splitlines()[-lines:]
             if text:
                 chunks.append(f"--- {path} (last {len(text)} lines)\n" + "\n".join(text))
     return "\n".join(chunks) or "(no log written)"
@@ -476,13 +502,14 @@ def kafka_answering(settings: Settings, timeout: float = 3.0) -> bool:
 
 def redis_answering(settings: Settings, timeout: float = 1.0) -> bool:
     """True when Redis at ``redis.url`` answers PING (with the configured password)."""
-    endpoint = redis_endpoint(settings)
-    client = redis.Redis(
-        host=endpoint.host,
-        port=endpoint.port,
+    if urlsplit(settings.redis.url).scheme == "redis" and not port_open(redis_endpoint(settings)):
+        return False
+    client = redis.Redis.from_url(
+        settings.redis.url,
         password=redis_password(settings),
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
+        retry=Retry(NoBackoff(), retries=0),  # a probe: one try, the caller polls
     )
     try:
         return bool(client.ping())
@@ -557,7 +584,7 @@ def _start_kafka(settings: Settings, layout: RunLayout, echo: Echo) -> int | Non
     """Start the broker unless one answers already; the pid to wait for, or None."""
     daemon = _kafka_daemon(layout)
     address = settings.kafka.bootstrap_servers
-    pid = read_live_pid(daemon.pid_file, daemon.marker)
+    pid = read_live_pid(daemon.pid_file, *daemon.markers)
     if pid is not None:
         echo(f"kafka: already running (pid {pid}) at {address}")
         return pid
@@ -605,9 +632,9 @@ def _format_kafka_storage(settings: Settings, jars: Path, layout: RunLayout, ech
 
 def _start_redis(settings: Settings, layout: RunLayout, echo: Echo) -> int | None:
     """Start Redis unless one answers already; the pid to wait for, or None."""
-    daemon = _redis_daemon(layout)
+    daemon = _redis_daemon(layout, settings)
     address = redacted_redis_url(settings.redis.url)
-    pid = read_live_pid(daemon.pid_file, daemon.marker)
+    pid = read_live_pid(daemon.pid_file, *daemon.markers)
     if pid is not None:
         echo(f"redis: already running (pid {pid}) at {address}")
         return pid
@@ -645,18 +672,35 @@ def _foreign_answers(
     raise ServiceError(f"{address} is in use by something that does not answer as {what}")
 
 
+@dataclass(frozen=True)
+class _Start:
+    """A daemon `up` waits for: its pid (None for a service it did not start) and log marks."""
+
+    daemon: _Daemon
+    pid: int | None
+    log_marks: dict[Path, int]
+
+
+def _start(daemon: _Daemon, start: Callable[[], int | None]) -> _Start:
+    """Run ``start`` and remember where the daemon's logs stood before it."""
+    marks = log_sizes(daemon.logs)
+    return _Start(daemon, start(), marks)
+
+
 def _wait_until(
-    answers: Callable[[], bool], daemon: _Daemon, pid: int | None, deadline: float, timeout: float
+    answers: Callable[[], bool], start: _Start, deadline: float, timeout: float
 ) -> None:
     """Wait until ``answers()``; raise with the log tail if the daemon dies or time runs out."""
+    daemon = start.daemon
     while not answers():
-        if pid is not None and not process_alive(pid):
+        if start.pid is not None and not process_alive(start.pid):
             daemon.pid_file.unlink(missing_ok=True)
-            raise ServiceError(f"{daemon.name} exited during start-up\n{log_tail(daemon.logs)}")
+            tail = log_tail(daemon.logs, start.log_marks)
+            raise ServiceError(f"{daemon.name} exited during start-up\n{tail}")
         if time.monotonic() >= deadline:
             raise ServiceError(
-                f"{daemon.name} did not answer within {timeout:.0f} s "
-                f"(services.start_timeout_seconds)\n{log_tail(daemon.logs)}"
+                f"{daemon.name} did not answer within {timeout:g} s "
+                f"(services.start_timeout_seconds)\n{log_tail(daemon.logs, start.log_marks)}"
             )
         time.sleep(_POLL_SECONDS)
 
@@ -676,15 +720,13 @@ def up(settings: Settings, *, echo: Echo = print) -> dict[str, ServiceStatus]:
     timeout = settings.services.start_timeout_seconds
     with _locked(layout.lock):
         echo(f"run folder: {layout.run_dir}")
-        kafka_pid = _start_kafka(settings, layout, echo)
-        redis_pid = _start_redis(settings, layout, echo)
+        kafka = _start(_kafka_daemon(layout), lambda: _start_kafka(settings, layout, echo))
+        redis_ = _start(
+            _redis_daemon(layout, settings), lambda: _start_redis(settings, layout, echo)
+        )
         deadline = time.monotonic() + timeout
-        _wait_until(
-            lambda: redis_answering(settings), _redis_daemon(layout), redis_pid, deadline, timeout
-        )
-        _wait_until(
-            lambda: kafka_answering(settings), _kafka_daemon(layout), kafka_pid, deadline, timeout
-        )
+        _wait_until(lambda: redis_answering(settings), redis_, deadline, timeout)
+        _wait_until(lambda: kafka_answering(settings), kafka, deadline, timeout)
         echo(f"redis: answering at {redacted_redis_url(settings.redis.url)}")
         echo(f"kafka: answering at {settings.kafka.bootstrap_servers}")
         created = asyncio.run(
@@ -702,8 +744,8 @@ def down(settings: Settings, *, echo: Echo = print, stop_timeout: float = 30.0) 
     """
     layout = RunLayout.of(settings)
     with _locked(layout.lock):
-        for daemon in (_kafka_daemon(layout), _redis_daemon(layout)):
-            pid = read_live_pid(daemon.pid_file, daemon.marker)
+        for daemon in (_kafka_daemon(layout), _redis_daemon(layout, settings)):
+            pid = read_live_pid(daemon.pid_file, *daemon.markers)
             if pid is None:
                 echo(f"{daemon.name}: not running (nothing started by vigil)")
                 continue
@@ -723,13 +765,13 @@ def status(settings: Settings) -> dict[str, ServiceStatus]:
             lambda: kafka_answering(settings),
         ),
         "redis": (
-            _redis_daemon(layout),
+            _redis_daemon(layout, settings),
             redacted_redis_url(settings.redis.url),
             lambda: redis_answering(settings),
         ),
     }
     for name, (daemon, address, answers) in probes.items():
-        pid = read_live_pid(daemon.pid_file, daemon.marker) if daemon.pid_file.exists() else None
+        pid = read_live_pid(daemon.pid_file, *daemon.markers) if daemon.pid_file.exists() else None
         report[name] = ServiceStatus(
             address=address, pid=pid, running=pid is not None, answering=answers()
         )
