@@ -110,6 +110,13 @@ if ts < now - lateness then status = 'late' end
 redis.call('ZADD', KEYS[3], ts, event_id)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. num(now - horizon))
 
+local function move_aum(delta)
+  local aum = tonumber(redis.call('HGET', KEYS[2], 'aum') or '0')
+  redis.call('HSET', KEYS[2], 'aum', num(math.max(aum + delta, 0)))
+  local at = tonumber(redis.call('HGET', KEYS[2], 'aum_ts') or '')
+  if at == nil or ts > at then redis.call('HSET', KEYS[2], 'aum_ts', num(ts)) end
+end
+
 if status == 'applied' then
   local hour = math.floor(ts / 3600)
   local day = math.floor(ts / 86400)
@@ -145,15 +152,16 @@ if status == 'applied' then
         elseif redis.call('HGET', KEYS[2], 'aum_src') == 'profile' then
           delta = amount
         end
-        local aum = tonumber(redis.call('HGET', KEYS[2], 'aum') or '0')
-        redis.call('HSET', KEYS[2], 'aum', num(math.max(aum + delta, 0)))
+        move_aum(delta)
       end
     elseif kind == 'flow' then
-      local aum = tonumber(redis.call('HGET', KEYS[2], 'aum') or '0')
-      redis.call('HSET', KEYS[2], 'aum', num(math.max(aum + tonumber(value), 0)))
+      move_aum(tonumber(value))
     elseif kind == 'aum' then
-      redis.call('HSET', KEYS[2], 'aum', num(tonumber(value)))
-      redis.call('HSET', KEYS[2], 'aum_src', 'profile')
+      -- A profile snapshot older than the last posting that moved AUM does not overwrite it.
+      local at = tonumber(redis.call('HGET', KEYS[2], 'aum_ts') or '')
+      if at == nil or ts >= at then
+        redis.call('HSET', KEYS[2], 'aum', num(tonumber(value)), 'aum_src', 'profile', 'aum_ts', num(ts))
+      end
     elseif kind == 'track_aum' then
       local aum = tonumber(redis.call('HGET', KEYS[2], 'aum') or '0')
       local fx = 'x|aum_peak|d|' .. day

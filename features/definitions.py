@@ -11,7 +11,8 @@ AUM now: a profile event's ``aum`` sets it (deposits and wealth, as core banking
 A transaction moves it: by the change of that account's ``balance_after`` when the account's
 balance was known, by the signed amount when the account is new but AUM came from a profile (the
 balance is already inside it), by the whole balance when nothing was known, and by the signed
-amount when there is no ``balance_after``. Wealth buys and redemptions move money between an
+amount when there is no ``balance_after``. A profile snapshot older than the last posting
+that moved AUM does not overwrite it (topics are not ordered against each other). Wealth buys and redemptions move money between an
 account and a product: AUM does not change. AUM never goes below zero.
 
 Buckets are aligned to UTC hours (for the 1 h and 24 h windows) and UTC days (for 7, 30, 35 and

@@ -28,6 +28,13 @@ class _Customer:
     contacts: dict[str, float] = field(default_factory=dict)
 
 
+def _move_aum(s: dict[str, str], delta: float, ts: float) -> None:
+    s["aum"] = num(max(float(s.get("aum", 0.0)) + delta, 0.0))
+    at = s.get("aum_ts")
+    if at is None or ts > float(at):
+        s["aum_ts"] = num(ts)
+
+
 class MemoryStateStore:
     """``StateStore`` in a dict. Not shared between processes."""
 
@@ -109,12 +116,16 @@ class MemoryStateStore:
                     delta = op.amount
                 else:
                     delta = v
-                s["aum"] = num(max(float(s.get("aum", 0.0)) + delta, 0.0))
+                _move_aum(s, delta, ts)
         elif op.kind == "flow":
-            s["aum"] = num(max(float(s.get("aum", 0.0)) + float(op.value), 0.0))
+            _move_aum(s, float(op.value), ts)
         elif op.kind == "aum":
-            s["aum"] = num(float(op.value))
-            s["aum_src"] = "profile"
+            # A profile snapshot older than the last posting that moved AUM does not overwrite it.
+            at = s.get("aum_ts")
+            if at is None or ts >= float(at):
+                s["aum"] = num(float(op.value))
+                s["aum_src"] = "profile"
+                s["aum_ts"] = num(ts)
         elif op.kind == "track_aum":
             aum = float(s.get("aum", 0.0))
             fx = f"x|aum_peak|d|{day}"
