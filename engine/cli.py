@@ -142,6 +142,24 @@ def api(
     )
 
 
+@app.command()
+def demo(
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the demo's worker and API.")] = False,
+    customers: Annotated[int, typer.Option(min=1, max=100_000)] = 300,
+    days: Annotated[int, typer.Option(min=1, max=365)] = 60,
+    watch: Annotated[float, typer.Option(min=5, help="Seconds to print live alerts and actions.")] = 45.0,
+    rate: Annotated[float, typer.Option(min=1, help="Events per second to publish.")] = 2500.0,
+) -> None:
+    """Run a worker and the API, publish a simulated bank, print live alerts and actions."""
+    from services import demo as demo_run
+
+    settings = _settings()
+    if stop:
+        demo_run.stop(settings)
+        return
+    demo_run.run(settings, customers, days, watch, rate)
+
+
 def main() -> None:
     _register_subcommands()
     app()

@@ -90,16 +90,22 @@ end
 
 local seen = redis.call('ZSCORE', KEYS[3], event_id)
 local wm = tonumber(redis.call('HGET', KEYS[2], 'wm') or '')
+local has_ops = #ARGV >= first_op
+-- The customer's "now": their newest event time. An event without state changes (an outcome)
+-- is read as of the watermark and does not move it.
+local now = ts
+if wm ~= nil then
+  if has_ops then now = math.max(wm, ts) else now = wm end
+end
 if seen then
   local stored = redis.call('HGET', KEYS[4], event_id)
   if stored then
     local bar = string.find(stored, '|', 1, true)
     return {'duplicate', string.sub(stored, bar + 1)}
   end
-  return {'duplicate', read_result('duplicate', math.max(wm or ts, ts))}
+  return {'duplicate', read_result('duplicate', now)}
 end
 
-local now = math.max(wm or ts, ts)
 if ts < now - horizon then
   touch()
   return {'too_late', read_result('too_late', now)}
@@ -117,15 +123,23 @@ local function move_aum(delta)
   if at == nil or ts > at then redis.call('HSET', KEYS[2], 'aum_ts', num(ts)) end
 end
 
-if status == 'applied' then
+-- Late events (beyond the allowed lateness) still land in their buckets while those are kept;
+-- they are reported as late. Only events beyond the deduplication horizon change nothing.
+do
   local hour = math.floor(ts / 3600)
   local day = math.floor(ts / 86400)
+  local keep = {}
+  for res, n in string.gmatch(retention_spec, '([hd]):(%d+)') do keep[res] = tonumber(n) end
+  local targets = {}
+  if math.floor(now / 3600) - hour < keep['h'] then targets[#targets + 1] = {'h', hour} end
+  if math.floor(now / 86400) - day < keep['d'] then targets[#targets + 1] = {'d', day} end
   for i = first_op, #ARGV, 5 do
     local kind, name, value, flag = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     local amount = tonumber(ARGV[i + 4])
     if kind == 'sum' then
       local v = tonumber(value)
-      for _, f in ipairs({'s|' .. name .. '|h|' .. hour, 's|' .. name .. '|d|' .. day}) do
+      for _, t in ipairs(targets) do
+        local f = 's|' .. name .. '|' .. t[1] .. '|' .. t[2]
         local old = tonumber(redis.call('HGET', KEYS[1], f) or '0')
         redis.call('HSET', KEYS[1], f, num(old + v))
       end
@@ -173,7 +187,9 @@ if status == 'applied' then
     end
   end
 end
-if wm == nil or ts > wm then redis.call('HSET', KEYS[2], 'wm', num(ts)) end
+-- Only events that change state move the watermark: an outcome (a label, often stamped weeks
+-- later and on another topic) must not make the customer's next postings look late.
+if has_ops and (wm == nil or ts > wm) then redis.call('HSET', KEYS[2], 'wm', num(ts)) end
 
 local result = read_result(status, now)
 if result_retention > 0 then

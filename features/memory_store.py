@@ -14,7 +14,7 @@ from typing import Any
 from engine.ports import StoreLimits
 from engine.types import CustomerState, Effects, StateUpdate
 from features.buckets import aggregate_buckets, current_buckets, expired
-from features.definitions import DAY, HOUR, Op
+from features.definitions import DAY, HOUR, RETENTION_BUCKETS, Op
 from features.state import contact_member, decode_result, num
 
 
@@ -59,12 +59,13 @@ class MemoryStateStore:
         wm_raw = cust.state.get("wm")
         wm = float(wm_raw) if wm_raw is not None else None
         ts = up.ts
+        # An event without state changes (an outcome) is read as of the watermark.
+        now = ts if wm is None else (max(wm, ts) if up.ops else wm)
         if up.event_id in cust.seen:
             stored = cust.results.get(up.event_id)
             if stored is not None:
                 return "duplicate", stored[1]
-            return "duplicate", self._read(cust, "duplicate", max(wm if wm is not None else ts, ts))
-        now = max(wm if wm is not None else ts, ts)
+            return "duplicate", self._read(cust, "duplicate", now)
         if ts < now - lim.dedup_horizon:
             return "too_late", self._read(cust, "too_late", now)
         status = "late" if ts < now - lim.allowed_lateness else "applied"
@@ -72,10 +73,9 @@ class MemoryStateStore:
         cutoff = now - lim.dedup_horizon
         for eid in [e for e, at in cust.seen.items() if at < cutoff]:
             del cust.seen[eid]
-        if status == "applied":
-            for op in up.ops:
-                self._op(cust, op, ts, now)
-        if wm is None or ts > wm:
+        for op in up.ops:
+            self._op(cust, op, ts, now)
+        if up.ops and (wm is None or ts > wm):
             cust.state["wm"] = num(ts)
         result = self._read(cust, status, now)
         if lim.result_retention > 0:
@@ -92,8 +92,11 @@ class MemoryStateStore:
         b, s = cust.buckets, cust.state
         if op.kind == "sum":
             v = float(op.value)
-            for f in (f"s|{op.name}|h|{hour}", f"s|{op.name}|d|{day}"):
-                b[f] = b.get(f, 0.0) + v
+            current = current_buckets(now)
+            for res, bucket in (("h", hour), ("d", day)):
+                if current[res] - bucket < RETENTION_BUCKETS[res]:
+                    f = f"s|{op.name}|{res}|{bucket}"
+                    b[f] = b.get(f, 0.0) + v
         elif op.kind == "max":
             f = f"x|{op.name}|d|{day}"
             if f not in b or float(op.value) > b[f]:

@@ -74,11 +74,29 @@ async def test_redelivered_event_returns_its_first_result(store: StateStore) -> 
     assert again[0].features["outflow_1h"] == 100.0  # as first decided, not 107
 
 
-async def test_events_beyond_lateness_change_no_window(store: StateStore) -> None:
+async def test_events_beyond_lateness_are_marked_late_and_still_counted(store: StateStore) -> None:
     await store.apply([tx("e1", T0 + 5 * HOUR, 10.0)], wall=0.0)
     late = await store.apply([tx("e0", T0, 99.0)], wall=0.0)
     assert late[0].status == "late"
-    assert late[0].features["outflow_24h"] == 10.0
+    assert late[0].features["outflow_24h"] == 109.0
+    assert late[0].features["outflow_1h"] == 10.0
+
+
+async def test_events_beyond_the_dedup_horizon_change_nothing(store: StateStore) -> None:
+    await store.apply([tx("e1", T0 + 8 * DAY, 10.0)], wall=0.0)
+    old = await store.apply([tx("e0", T0, 99.0)], wall=0.0)
+    assert old[0].status == "too_late"
+    assert old[0].features["outflow_30d"] == 10.0
+    again = await store.apply([tx("e0", T0, 99.0)], wall=0.0)
+    assert again[0].status == "too_late"  # never recorded, so never a duplicate either
+
+
+async def test_outcomes_do_not_move_the_watermark(store: StateStore) -> None:
+    label = StateUpdate("c1", "o1", T0 + 20 * DAY, ())
+    await store.apply([tx("e1", T0, 10.0), label], wall=0.0)
+    state = (await store.apply([tx("e2", T0 + HOUR, 5.0)], wall=0.0))[0]
+    assert state.status == "applied"
+    assert state.features["outflow_24h"] == 15.0
 
 
 async def test_out_of_order_within_lateness_lands_in_its_bucket(store: StateStore) -> None:
