@@ -82,10 +82,13 @@ def check_contact(channel: str, ctx: PolicyContext, settings: PolicySettings) ->
         return "recent_complaint"
     if channel in QUIET_HOURS_CHANNELS:
         tz, _ = customer_timezone(profile, settings)
-        if in_quiet_hours(local_hour(ctx.ts, tz), settings.quiet_hours_start, settings.quiet_hours_end):
+        if in_quiet_hours(
+            local_hour(ctx.ts, tz), settings.quiet_hours_start, settings.quiet_hours_end
+        ):
             return "quiet_hours"
     recent = [
-        c for c in ctx.contacts
+        c
+        for c in ctx.contacts
         if c.decision_id != ctx.decision_id and ctx.ts - WEEK < c.ts <= ctx.ts
     ]
     if sum(1 for c in recent if c.channel == channel) >= settings.max_per_channel_7d:

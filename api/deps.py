@@ -44,10 +44,14 @@ def require(scope: str):  # type: ignore[no-untyped-def]
         key = authenticate(credentials.credentials, svc.api_keys)
         if key is None:
             raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "Bearer"}
+                status.HTTP_401_UNAUTHORIZED,
+                "unknown API key",
+                headers={"WWW-Authenticate": "Bearer"},
             )
         if scope not in key.scopes:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key lacks the {scope!r} scope")
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"this API key lacks the {scope!r} scope"
+            )
         return key
 
     return check

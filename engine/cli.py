@@ -40,7 +40,9 @@ def _register_subcommands() -> None:
         from simulator.cli import simulate_command
     except ImportError:  # pragma: no cover - the simulator ships with the package
         return
-    app.command("simulate", help="Write a synthetic bank's event stream as JSONL.")(simulate_command)
+    app.command("simulate", help="Write a synthetic bank's event stream as JSONL.")(
+        simulate_command
+    )
 
 
 @app.command()
@@ -60,8 +62,12 @@ def worker() -> None:
 @app.command()
 def publish(
     file: Annotated[Path, typer.Argument(help="JSONL file (plain or .gz), one event per line.")],
-    rate: Annotated[float | None, typer.Option(help="Events per second (default: full speed).")] = None,
-    topic: Annotated[str | None, typer.Option(help="Send every line to this topic instead.")] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Events per second (default: full speed).")
+    ] = None,
+    topic: Annotated[
+        str | None, typer.Option(help="Send every line to this topic instead.")
+    ] = None,
 ) -> None:
     """Send a file of events to the input topics, keyed by customer_id."""
     from streams.tools import publish as do_publish
@@ -77,10 +83,18 @@ def publish(
 
 @app.command()
 def tail(
-    topic: Annotated[str, typer.Argument(help="Topic name or role: alerts, actions, decisions, dlq...")],
-    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Start at the oldest message.")] = False,
-    max_messages: Annotated[int | None, typer.Option("--max", help="Stop after N messages.")] = None,
-    idle_timeout: Annotated[float | None, typer.Option("--idle-timeout", help="Stop after N idle seconds.")] = None,
+    topic: Annotated[
+        str, typer.Argument(help="Topic name or role: alerts, actions, decisions, dlq...")
+    ],
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at the oldest message.")
+    ] = False,
+    max_messages: Annotated[
+        int | None, typer.Option("--max", help="Stop after N messages.")
+    ] = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option("--idle-timeout", help="Stop after N idle seconds.")
+    ] = None,
 ) -> None:
     """Print a topic's messages as JSON lines: the simplest subscriber."""
     from streams.tools import tail as do_tail
@@ -147,7 +161,9 @@ def demo(
     stop: Annotated[bool, typer.Option("--stop", help="Stop the demo's worker and API.")] = False,
     customers: Annotated[int, typer.Option(min=1, max=100_000)] = 300,
     days: Annotated[int, typer.Option(min=1, max=365)] = 60,
-    watch: Annotated[float, typer.Option(min=5, help="Seconds to print live alerts and actions.")] = 45.0,
+    watch: Annotated[
+        float, typer.Option(min=5, help="Seconds to print live alerts and actions.")
+    ] = 45.0,
     rate: Annotated[float, typer.Option(min=1, help="Events per second to publish.")] = 2500.0,
 ) -> None:
     """Run a worker and the API, publish a simulated bank, print live alerts and actions."""

@@ -52,7 +52,9 @@ class DecisionContext:
     audit_features: tuple[str, ...]
 
 
-def decide(event: AnyEvent, state: CustomerState, ctx: DecisionContext, decided_at: float) -> Decision:
+def decide(
+    event: AnyEvent, state: CustomerState, ctx: DecisionContext, decided_at: float
+) -> Decision:
     decision_id = stable_id("d", event.customer_id, event.event_id)
     fields = event_to_dict(event)
     features = state.features
@@ -78,19 +80,23 @@ def decide(event: AnyEvent, state: CustomerState, ctx: DecisionContext, decided_
         )
     event_time, decision_time = iso(event.epoch), iso(decided_at)
     tz, tz_default = customer_timezone(state.profile, ctx.policy)
-    nba = choose(
-        outcome.hits,
-        tier,
-        ctx.catalog,
-        PolicyContext(
-            ts=event.epoch,
-            profile=state.profile,
-            contacts=state.contacts,
-            days_since_last_complaint=float(features.get("days_since_last_complaint", 9999.0)),
-            decision_id=decision_id,
-        ),
-        ctx.policy,
-    ) if outcome.hits else NbaOutcome(None, (), "none")
+    nba = (
+        choose(
+            outcome.hits,
+            tier,
+            ctx.catalog,
+            PolicyContext(
+                ts=event.epoch,
+                profile=state.profile,
+                contacts=state.contacts,
+                days_since_last_complaint=float(features.get("days_since_last_complaint", 9999.0)),
+                decision_id=decision_id,
+            ),
+            ctx.policy,
+        )
+        if outcome.hits
+        else NbaOutcome(None, (), "none")
+    )
 
     score_values = {name: s.score for name, s in scores.items()}
     alerts = tuple(
@@ -193,7 +199,10 @@ def _audit_record(
         },
         "ruleset_version": ctx.rules.version,
         "rules": {
-            "fired": [{"rule_id": h.rule_id, "reason": h.reason, "values": dict(h.values)} for h in outcome.hits],
+            "fired": [
+                {"rule_id": h.rule_id, "reason": h.reason, "values": dict(h.values)}
+                for h in outcome.hits
+            ],
             "suppressed": [{"rule_id": s.rule_id, "reason": s.reason} for s in outcome.suppressed],
             "errors": [{"rule_id": s.rule_id, "reason": s.reason} for s in outcome.errors],
         },

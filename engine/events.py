@@ -101,7 +101,15 @@ class OutcomeEvent(_EventBase):
     decision_id: Annotated[str, Field(max_length=128)] | None = None
 
 
-CHANNELS: tuple[str, ...] = ("sms", "push", "in_app", "email", "robot_call", "rm_call", "rm_handoff")
+CHANNELS: tuple[str, ...] = (
+    "sms",
+    "push",
+    "in_app",
+    "email",
+    "robot_call",
+    "rm_call",
+    "rm_handoff",
+)
 
 
 class ProfileEvent(_EventBase):
@@ -145,7 +153,7 @@ _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
 class InvalidReason(StrEnum):
-    """Why an input record went to the dead-letter topic. Values are stable: alerting keys on them."""
+    """Why a record went to the dead-letter topic. Values are stable: alerting keys on them."""
 
     PAYLOAD_TOO_LARGE = "payload_too_large"
     NOT_JSON = "not_json"
@@ -237,7 +245,9 @@ def _explain(exc: ValidationError) -> tuple[InvalidReason, str]:
     return reason, f"{field}: {first['msg']}{more}"
 
 
-def event_to_dict(event: TransactionEvent | AppEvent | OutcomeEvent | ProfileEvent) -> dict[str, Any]:
+def event_to_dict(
+    event: TransactionEvent | AppEvent | OutcomeEvent | ProfileEvent,
+) -> dict[str, Any]:
     """The event as plain JSON-ready data, extra fields included (for the audit record)."""
     return event.model_dump(mode="json", exclude_none=True)
 
@@ -245,5 +255,6 @@ def event_to_dict(event: TransactionEvent | AppEvent | OutcomeEvent | ProfileEve
 def iso(epoch: float) -> str:
     """An epoch as ISO 8601 in UTC with milliseconds, the format of every timestamp Vigil writes."""
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds")
+
 
 AnyEvent = TransactionEvent | AppEvent | OutcomeEvent | ProfileEvent

@@ -5,8 +5,25 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075,
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 
 EVENTS = Counter("vigil_events_total", "Input records by event type and result", ["type", "result"])
@@ -14,7 +31,10 @@ DLQ = Counter("vigil_dlq_total", "Records sent to the dead-letter topic, by reas
 DUPLICATES = Counter("vigil_duplicates_total", "Redelivered events recognised by event_id")
 LATE = Counter("vigil_late_events_total", "Events beyond the allowed lateness", ["status"])
 STAGE = Histogram(
-    "vigil_stage_seconds", "Time per batch in each pipeline stage", ["stage"], buckets=LATENCY_BUCKETS
+    "vigil_stage_seconds",
+    "Time per batch in each pipeline stage",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
 )
 END_TO_END = Histogram(
     "vigil_end_to_end_seconds",
@@ -27,7 +47,9 @@ BATCH = Histogram(
 ALERTS = Counter("vigil_alerts_total", "Alerts raised", ["type", "rule"])
 ACTIONS = Counter("vigil_actions_total", "Actions chosen", ["channel"])
 SUPPRESSIONS = Counter("vigil_suppressions_total", "Alerts and actions suppressed", ["reason"])
-RULE_ERRORS = Counter("vigil_rule_errors_total", "Rule conditions that failed to evaluate", ["rule"])
+RULE_ERRORS = Counter(
+    "vigil_rule_errors_total", "Rule conditions that failed to evaluate", ["rule"]
+)
 RETRIES = Counter("vigil_batch_retries_total", "Batches retried after an infrastructure error")
 RULE_RELOAD_FAILURES = Counter(
     "vigil_rule_reload_failures_total", "Changed rule files refused (the old set keeps serving)"

@@ -84,7 +84,13 @@ class DecisionPipeline:
                 rules=ruleset,
                 catalog=self.catalog,
                 policy=self.settings.policy,
-                audit_features=tuple(sorted(n for n in used if not n.startswith(("score_", "cold_", "event_", "profile_", "consent_")))),
+                audit_features=tuple(
+                    sorted(
+                        n
+                        for n in used
+                        if not n.startswith(("score_", "cold_", "event_", "profile_", "consent_"))
+                    )
+                ),
             )
             self._ctx_cache = (ruleset, ctx)
         return self._ctx_cache[1]
@@ -99,11 +105,16 @@ class DecisionPipeline:
         valid: list[tuple[InputRecord, AnyEvent]] = []
         for rec in records:
             parsed = parse_event(
-                rec.value, now=now, max_bytes=w.max_event_bytes, max_future_seconds=w.max_future_seconds
+                rec.value,
+                now=now,
+                max_bytes=w.max_event_bytes,
+                max_future_seconds=w.max_future_seconds,
             )
             if isinstance(parsed, InvalidEvent):
                 msg = dead_letter(rec, parsed, now)
-                out.append(OutRecord("dlq", parsed.customer_id or f"{rec.topic}:{rec.partition}", msg))
+                out.append(
+                    OutRecord("dlq", parsed.customer_id or f"{rec.topic}:{rec.partition}", msg)
+                )
                 metrics.DLQ.labels(parsed.reason.value).inc()
                 metrics.EVENTS.labels("invalid", "dead_letter").inc()
                 result.dead_letters += 1
@@ -159,10 +170,10 @@ class DecisionPipeline:
             metrics.DUPLICATES.inc()
         elif status in ("late", "too_late"):
             metrics.LATE.labels(status).inc()
-        for a in decision.alerts:
-            metrics.ALERTS.labels(a.type, a.rule_id).inc()
-        for a in decision.actions:
-            metrics.ACTIONS.labels(a.channel).inc()
+        for alert in decision.alerts:
+            metrics.ALERTS.labels(alert.type, alert.rule_id).inc()
+        for action in decision.actions:
+            metrics.ACTIONS.labels(action.channel).inc()
         for s in decision.record["rules"]["suppressed"]:
             metrics.SUPPRESSIONS.labels(s["reason"]).inc()
         for c in decision.record["actions"]["candidates"]:

@@ -1,6 +1,6 @@
 """Window aggregation over time buckets: the read half of apply_event.lua, in Python.
 
->>> w, closes = aggregate_buckets({"s|tx_count|d|10": 2.0, "s|tx_count|d|4": 1.0}, now=10 * 86400.0)
+>>> w, closes = aggregate_buckets({"s|tx_count|d|10": 2.0, "s|tx_count|d|2": 1.0}, now=10 * 86400.0)
 >>> w["tx_count_7d"], w["tx_count_30d"]
 (2.0, 3.0)
 """

@@ -12,7 +12,8 @@ A transaction moves it: by the change of that account's ``balance_after`` when t
 balance was known, by the signed amount when the account is new but AUM came from a profile (the
 balance is already inside it), by the whole balance when nothing was known, and by the signed
 amount when there is no ``balance_after``. A profile snapshot older than the last posting
-that moved AUM does not overwrite it (topics are not ordered against each other). Wealth buys and redemptions move money between an
+that moved AUM does not overwrite it (topics are not ordered against each other). Wealth buys
+and redemptions move money between an
 account and a product: AUM does not change. AUM never goes below zero.
 
 Buckets are aligned to UTC hours (for the 1 h and 24 h windows) and UTC days (for 7, 30, 35 and
@@ -78,7 +79,9 @@ SUM_METRICS: tuple[str, ...] = (
 # Daily maximum of AUM, for the peak over 30 days.
 MAX_METRICS: tuple[str, ...] = ("aum_peak",)
 # Pages whose visit says a customer may be leaving.
-SENSITIVE_PAGES = frozenset({"account_closure", "transfer_out", "product_maturity", "product_redeem"})
+SENSITIVE_PAGES = frozenset(
+    {"account_closure", "transfer_out", "product_maturity", "product_redeem"}
+)
 CLOSURE_PAGES = frozenset({"account_closure"})
 OWN_BANK = frozenset({"", "SELF", "self", "own"})
 PROFILE_FIELDS: tuple[str, ...] = ("segment", "timezone", "rm_id")

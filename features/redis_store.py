@@ -133,9 +133,7 @@ class RedisStateStore:
             return None
         str_state = {k.decode(): v.decode() for k, v in state.items()}
         now = float(str_state.get("wm", 0.0))
-        windows, closes = aggregate_buckets(
-            {k.decode(): float(v) for k, v in buckets.items()}, now
-        )
+        windows, closes = aggregate_buckets({k.decode(): float(v) for k, v in buckets.items()}, now)
         doc = {
             "st": "applied",
             "now": now,

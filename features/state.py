@@ -64,7 +64,12 @@ def state_as_dict(state: CustomerState) -> dict[str, Any]:
         "profile": dict(state.profile),
         "fired": {k: {"ts": v.ts, "decision_id": v.decision_id} for k, v in state.fired.items()},
         "contacts": [
-            {"ts": c.ts, "channel": c.channel, "decision_id": c.decision_id, "action_id": c.action_id}
+            {
+                "ts": c.ts,
+                "channel": c.channel,
+                "decision_id": c.decision_id,
+                "action_id": c.action_id,
+            }
             for c in state.contacts
         ],
     }

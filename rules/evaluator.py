@@ -105,9 +105,13 @@ class RuleSet:
                 errors.append(RuleSuppressed(rule.id, f"evaluation_error: {exc}"))
                 continue
             last = fired.get(rule.id)
-            if why is None and last is not None and last.decision_id != decision_id:
-                if abs(ts - last.ts) < spec.cooldown:
-                    why = "cooldown"
+            if (
+                why is None
+                and last is not None
+                and last.decision_id != decision_id
+                and abs(ts - last.ts) < spec.cooldown
+            ):
+                why = "cooldown"
             if why is not None:
                 suppressed.append(RuleSuppressed(rule.id, why))
                 continue

@@ -29,7 +29,8 @@ def rule_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise RuleError(str(folder), None, "is not a folder of rule files")
     return sorted(
-        p for p in folder.iterdir()
+        p
+        for p in folder.iterdir()
         if p.suffix in RULE_SUFFIXES and not p.name.endswith(TEST_SUFFIX)
     )
 
@@ -65,7 +66,9 @@ def _load_file(file: str, content: bytes, names: dict[str, str]) -> list[Compile
         lines = _rule_lines(text)
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        raise RuleError(file, None, f"not valid YAML: {exc}", None if line is None else line + 1) from None
+        raise RuleError(
+            file, None, f"not valid YAML: {exc}", None if line is None else line + 1
+        ) from None
     try:
         parsed = RuleFile.model_validate(doc)
     except ValidationError as exc:

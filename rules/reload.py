@@ -35,7 +35,9 @@ class RuleSetHolder:
 
     def _fingerprint(self) -> tuple[tuple[str, int, int], ...]:
         try:
-            return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in rule_files(self.folder))
+            return tuple(
+                (p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in rule_files(self.folder)
+            )
         except (OSError, RuleError):
             return ()
 
@@ -53,7 +55,9 @@ class RuleSetHolder:
             self.failures += 1
             self.last_error = str(exc)
             metrics.RULE_RELOAD_FAILURES.inc()
-            log.error("rule reload refused, version %s keeps serving: %s", self.current.version, exc)
+            log.error(
+                "rule reload refused, version %s keeps serving: %s", self.current.version, exc
+            )
             return False
         if candidate.version == self.current.version:
             return False

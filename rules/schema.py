@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ALERT_TYPES = ("churn_risk", "asset_drop", "engagement_drop", "service_risk")
 Severity = Literal["low", "medium", "high", "critical"]
-TIERS = ("long_tail", "basic", "affluent")
+Tier = Literal["long_tail", "basic", "affluent"]
+TIERS: tuple[Tier, ...] = ("long_tail", "basic", "affluent")
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -34,7 +35,7 @@ def parse_duration(text: str | int) -> int:
 class Scope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tiers: tuple[Literal["long_tail", "basic", "affluent"], ...] = TIERS
+    tiers: tuple[Tier, ...] = TIERS
     segments: tuple[str, ...] = ()  # empty: every segment
 
 

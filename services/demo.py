@@ -66,7 +66,10 @@ def _start(name: str, args: list[str], env: dict[str, str], settings: Settings) 
     with (folder / f"{name}.log").open("ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "engine.cli", *args],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     (folder / f"{name}.pid").write_text(str(proc.pid))
     return proc.pid
@@ -85,7 +88,9 @@ def _short(alert_or_action: dict[str, Any]) -> str:
 async def _watch(settings: Settings, seconds: float, show: int) -> dict[str, int]:
     topics = [settings.kafka.topic("alerts"), settings.kafka.topic("actions")]
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=settings.kafka.bootstrap_servers, auto_offset_reset="latest",
+        *topics,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        auto_offset_reset="latest",
         enable_auto_commit=False,
     )
     await consumer.start()
@@ -120,8 +125,10 @@ def run(settings: Settings, customers: int, days: int, watch_seconds: float, rat
     if not data.exists():
         started = time.monotonic()
         n = write_jsonl(simulate(customers=customers, days=days, seed=7), data)
-        print(f"simulated {n} events of {customers} customers over {days} days "
-              f"in {time.monotonic() - started:.1f}s -> {data}")
+        print(
+            f"simulated {n} events of {customers} customers over {days} days "
+            f"in {time.monotonic() - started:.1f}s -> {data}"
+        )
 
     async def go() -> dict[str, int]:
         watcher = asyncio.create_task(_watch(settings, watch_seconds, show=40))
@@ -130,8 +137,9 @@ def run(settings: Settings, customers: int, days: int, watch_seconds: float, rat
         return await watcher
 
     print(
-        f"publishing at {rate:.0f} events/s through Kafka (live-like: the input topics stay aligned\n"
-        f"in event time) and printing alerts and actions for {watch_seconds:.0f}s ..."
+        f"publishing at {rate:.0f} events/s through Kafka (live-like: the input topics stay\n"
+        "aligned in event time)"
+        f" and printing alerts and actions for {watch_seconds:.0f}s ..."
     )
     counts = asyncio.run(go())
     api = f"http://{settings.api.host}:{settings.api.port}"
@@ -143,7 +151,8 @@ def run(settings: Settings, customers: int, days: int, watch_seconds: float, rat
         f"  vigil customer c000001                           a customer's rolling features\n"
         f"  {api}/docs                        the API (key below)\n"
         f"  curl -H 'Authorization: Bearer {key}' {api}/rules\n"
-        f"  http://{settings.worker.metrics_host}:{settings.worker.metrics_port}/metrics   worker metrics\n"
+        f"  http://{settings.worker.metrics_host}:{settings.worker.metrics_port}/metrics"
+        "   worker metrics\n"
         "  make stop                                        stop the worker, API, Kafka and Redis"
     )
     (folder / "api-key.txt").write_text(key + "\n")

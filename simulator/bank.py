@@ -65,8 +65,9 @@ def simulate(
     if customers < 0:
         raise ValueError(f"customers must be >= 0, got {customers}")
     timeline = Timeline(start, days)
-    lives = [CustomerLife(plan_customer(i, seed, timeline), seed, timeline)
-             for i in range(customers)]
+    lives = [
+        CustomerLife(plan_customer(i, seed, timeline), seed, timeline) for i in range(customers)
+    ]
     for day in range(days):
         rows: list[Row] = []
         for life in lives:

@@ -44,8 +44,10 @@ def simulate_command(
     clock = time.perf_counter()
     count = write_jsonl(simulate(customers, days, seed, begin), out)
     seconds = time.perf_counter() - clock
-    typer.echo(f"wrote {count} events for {customers} customers over {days} days "
-               f"to {out} in {seconds:.1f}s")
+    typer.echo(
+        f"wrote {count} events for {customers} customers over {days} days "
+        f"to {out} in {seconds:.1f}s"
+    )
     if truth is not None:
         plans = plan_customers(customers, days, seed, begin)
         write_jsonl((plan_record(p) for p in plans), truth)

@@ -72,15 +72,35 @@ _CUM_APP: Final = tuple(accumulate(APP_HOURS))
 _CUM_AWAKE: Final = tuple(accumulate(AWAKE_HOURS))
 _CUM_SPEND: Final = tuple(accumulate(SPEND_HOURS))
 _CUM_BRANCH: Final = tuple(accumulate(BRANCH_HOURS))
-_NORMAL_PAGES: Final = _cum((
-    ("accounts", 30), ("wealth", 14), ("transfer", 12), ("cards", 10), ("offers", 8),
-    ("statements", 7), ("settings", 4), ("loans", 4), ("transfer_out", 3), ("help", 2),
-    ("product_redeem", 2), ("product_maturity", 1), ("account_closure", 0.3),
-))
-_CHURN_PAGES: Final = _cum((
-    ("accounts", 20), ("account_closure", 18), ("transfer_out", 16), ("product_redeem", 10),
-    ("help", 8), ("statements", 7), ("transfer", 6), ("wealth", 4),
-))
+_NORMAL_PAGES: Final = _cum(
+    (
+        ("accounts", 30),
+        ("wealth", 14),
+        ("transfer", 12),
+        ("cards", 10),
+        ("offers", 8),
+        ("statements", 7),
+        ("settings", 4),
+        ("loans", 4),
+        ("transfer_out", 3),
+        ("help", 2),
+        ("product_redeem", 2),
+        ("product_maturity", 1),
+        ("account_closure", 0.3),
+    )
+)
+_CHURN_PAGES: Final = _cum(
+    (
+        ("accounts", 20),
+        ("account_closure", 18),
+        ("transfer_out", 16),
+        ("product_redeem", 10),
+        ("help", 8),
+        ("statements", 7),
+        ("transfer", 6),
+        ("wealth", 4),
+    )
+)
 _COMPLAINT_TOPICS: Final = ("fees", "service", "app", "wealth_loss", "transfer_limit")
 _CONTACT_LABELS: Final = _cum((("contacted", 5), ("offer_declined", 3), ("offer_accepted", 2)))
 
@@ -138,11 +158,35 @@ class CustomerLife:
     """One customer's state (balance, wealth, consent, ...) and daily behaviour."""
 
     __slots__ = (
-        "account_id", "balance", "bank_tz", "churn_bank", "churn_label", "churn_moves",
-        "churn_start", "cid", "consent", "device", "drop_at", "drop_label", "engagement",
-        "gone", "index", "local_tz", "n_events", "n_sessions", "opted_out", "plan",
-        "purchase_mu", "rates", "retained_at", "rm_id", "rng", "scare_at", "segment",
-        "timeline", "wealth",
+        "account_id",
+        "balance",
+        "bank_tz",
+        "churn_bank",
+        "churn_label",
+        "churn_moves",
+        "churn_start",
+        "cid",
+        "consent",
+        "device",
+        "drop_at",
+        "drop_label",
+        "engagement",
+        "gone",
+        "index",
+        "local_tz",
+        "n_events",
+        "n_sessions",
+        "opted_out",
+        "plan",
+        "purchase_mu",
+        "rates",
+        "retained_at",
+        "rm_id",
+        "rng",
+        "scare_at",
+        "segment",
+        "timeline",
+        "wealth",
     )
 
     def __init__(self, plan: CustomerPlan, seed: int, timeline: Timeline) -> None:
@@ -195,8 +239,7 @@ class CustomerLife:
             if day >= tl.days:
                 continue
             local = _hour_second(rng, _CUM_AWAKE)
-            second = min(max(bank_second(local, tl.delta(self.plan.timezone, day)), 60),
-                         DAY - HOUR)
+            second = min(max(bank_second(local, tl.delta(self.plan.timezone, day)), 60), DAY - HOUR)
             share = rng.uniform(0.95, 1.0) if final else rng.uniform(0.5, 0.8)
             moves.append((tl.day_starts[day] + second, share, False))
         for move in sorted(moves):
@@ -234,8 +277,9 @@ class CustomerLife:
         drafts.sort()
         self._materialise(drafts, rows)
 
-    def _bookkeeping(self, drafts: list[_Draft], day: int, ds: int,
-                     journey_from: int | None) -> None:
+    def _bookkeeping(
+        self, drafts: list[_Draft], day: int, ds: int, journey_from: int | None
+    ) -> None:
         """Monthly income, fee, interest and AUM refresh, on the bank's clock."""
         rng, plan = self.rng, self.plan
         _, _, dom = self.timeline.dates[day]
@@ -253,15 +297,27 @@ class CustomerLife:
                     tx = Tx("transfer_in", "credit", "mobile", cents, bank)
                 add((at, len(drafts), _TX, tx))
         if dom == 1:
-            add((ds + 2 * HOUR + rng.randrange(HOUR), len(drafts), _TX,
-                 Tx("fee", "debit", "online", 200, mode=TO_ZERO, memo="sms_alert_fee")))
+            add(
+                (
+                    ds + 2 * HOUR + rng.randrange(HOUR),
+                    len(drafts),
+                    _TX,
+                    Tx("fee", "debit", "online", 200, mode=TO_ZERO, memo="sms_alert_fee"),
+                )
+            )
             if day > 0:
                 add((ds + 3 * HOUR + rng.randrange(HOUR), len(drafts), _PROFILE, "aum"))
         if dom == 21:
             cents = self.balance * 15 // 120_000  # 0.15 % a year, settled monthly here
             if cents > 0:
-                add((ds + HOUR + rng.randrange(HOUR), len(drafts), _TX,
-                     Tx("interest", "credit", "online", cents)))
+                add(
+                    (
+                        ds + HOUR + rng.randrange(HOUR),
+                        len(drafts),
+                        _TX,
+                        Tx("interest", "credit", "online", cents),
+                    )
+                )
 
     def _spending(self, drafts: list[_Draft], ds: int, delta: int, spend: float) -> None:
         """Purchases, ATM withdrawals and cash deposits."""
@@ -308,8 +364,9 @@ class CustomerLife:
                 self._session(drafts, ds, delta, ["home", page], txs={1: tx})
             else:
                 at = ds + self._second(delta, _CUM_SPEND)
-                drafts.append((at, len(drafts), _TX,
-                               Tx("transfer_out", "debit", "online", cents, bank)))
+                drafts.append(
+                    (at, len(drafts), _TX, Tx("transfer_out", "debit", "online", cents, bank))
+                )
 
     def _wealth(self, drafts: list[_Draft], ds: int, delta: int) -> None:
         """Wealth product buys (whole thousands) and partial redemptions."""
@@ -323,7 +380,9 @@ class CustomerLife:
             else:
                 self._session(drafts, ds, delta, ["home", "wealth", "wealth"], txs={2: tx})
         if self.wealth > 0 and rng.random() < redeem_p:
-            tx = Tx("wealth_redeem", "credit", "mobile", share=rng.uniform(0.05, 0.3), base="wealth")
+            tx = Tx(
+                "wealth_redeem", "credit", "mobile", share=rng.uniform(0.05, 0.3), base="wealth"
+            )
             self._session(drafts, ds, delta, ["home", "wealth", "product_redeem"], txs={2: tx})
 
     def _contacts(self, drafts: list[_Draft], ds: int, delta: int) -> None:
@@ -337,11 +396,13 @@ class CustomerLife:
         if label == "offer_accepted" and self.plan.tier != "long_tail":
             tx = Tx("wealth_buy", "debit", "mobile", share=rng.uniform(0.1, 0.3))
             second = at - ds + rng.randint(600, 7200)
-            self._session(drafts, ds, delta, ["home", "offers", "wealth"], txs={2: tx},
-                          second=second)
+            self._session(
+                drafts, ds, delta, ["home", "offers", "wealth"], txs={2: tx}, second=second
+            )
 
-    def _sessions(self, drafts: list[_Draft], ds: int, delta: int, fade: float,
-                  journey_from: int | None) -> None:
+    def _sessions(
+        self, drafts: list[_Draft], ds: int, delta: int, fade: float, journey_from: int | None
+    ) -> None:
         """Ordinary app sessions (churn pages once a journey has begun) and rare complaints."""
         rng = self.rng
         for _ in range(_poisson(rng, self.rates.sessions * self.engagement * fade)):
@@ -386,12 +447,14 @@ class CustomerLife:
             if first:
                 # The opening session: redeem every product, look at closing, move money out.
                 pages += ["wealth", "product_redeem"]
-                txs[3] = Tx("wealth_redeem", "credit", "mobile", share=1.0, base="wealth",
-                            mode=CAPPED)
+                txs[3] = Tx(
+                    "wealth_redeem", "credit", "mobile", share=1.0, base="wealth", mode=CAPPED
+                )
                 pages.append("account_closure")
             pages.append("transfer_out")
-            txs[len(pages) - 1] = Tx("transfer_out", "debit", "mobile", bank=self.churn_bank,
-                                     share=share, mode=CAPPED)
+            txs[len(pages) - 1] = Tx(
+                "transfer_out", "debit", "mobile", bank=self.churn_bank, share=share, mode=CAPPED
+            )
             self._session(drafts, ds, delta, pages, txs=txs, second=at - ds, fail_p=0.0)
         if self.churn_label is not None and ds <= self.churn_label < de:
             add((self.churn_label, len(drafts), _OUTCOME, "churned"))
@@ -399,24 +462,62 @@ class CustomerLife:
             # 40-80 % of AUM leaves in one debit; products are redeemed first if needed.
             share = rng.uniform(0.4, 0.8)
             redeem_at = max(self.drop_at - rng.randint(600, 2400), ds + 1)
-            add((redeem_at, len(drafts), _TX, Tx("wealth_redeem", "credit", "mobile", share=share,
-                                                 base="aum_gap", mode=CAPPED)))
+            add(
+                (
+                    redeem_at,
+                    len(drafts),
+                    _TX,
+                    Tx(
+                        "wealth_redeem",
+                        "credit",
+                        "mobile",
+                        share=share,
+                        base="aum_gap",
+                        mode=CAPPED,
+                    ),
+                )
+            )
             if rng.random() < 0.4:
-                tx = Tx("withdrawal", "debit", "branch", share=share, base="aum", mode=CAPPED,
-                        memo="large_cash")
+                tx = Tx(
+                    "withdrawal",
+                    "debit",
+                    "branch",
+                    share=share,
+                    base="aum",
+                    mode=CAPPED,
+                    memo="large_cash",
+                )
             else:
                 bank = rng.choice(OTHER_BANKS) if rng.random() < 0.7 else None
-                tx = Tx("transfer_out", "debit", "online", bank=bank, share=share, base="aum",
-                        mode=CAPPED)
+                tx = Tx(
+                    "transfer_out",
+                    "debit",
+                    "online",
+                    bank=bank,
+                    share=share,
+                    base="aum",
+                    mode=CAPPED,
+                )
             add((self.drop_at, len(drafts), _TX, tx))
         if self.drop_label is not None and ds <= self.drop_label < de:
             add((self.drop_label, len(drafts), _OUTCOME, "asset_drop"))
         if self.scare_at is not None and ds <= self.scare_at < de:
-            tx = Tx("transfer_out", "debit", "mobile", bank=rng.choice(OTHER_BANKS),
-                    share=rng.uniform(0.15, 0.35))
-            self._session(drafts, ds, delta, ["home", "accounts", "account_closure",
-                                              "transfer_out"],
-                          txs={3: tx}, second=self.scare_at - ds, fail_p=0.0)
+            tx = Tx(
+                "transfer_out",
+                "debit",
+                "mobile",
+                bank=rng.choice(OTHER_BANKS),
+                share=rng.uniform(0.15, 0.35),
+            )
+            self._session(
+                drafts,
+                ds,
+                delta,
+                ["home", "accounts", "account_closure", "transfer_out"],
+                txs={3: tx},
+                second=self.scare_at - ds,
+                fail_p=0.0,
+            )
         if self.retained_at is not None and ds <= self.retained_at < de:
             add((self.retained_at, len(drafts), _OUTCOME, "retained"))
 
@@ -561,8 +662,11 @@ class CustomerLife:
         rng = self.rng
         fields: dict[str, Any]
         if what == "init":
-            fields = {"segment": self.segment, "aum": (self.balance + self.wealth) / 100,
-                      "timezone": self.plan.timezone}
+            fields = {
+                "segment": self.segment,
+                "aum": (self.balance + self.wealth) / 100,
+                "timezone": self.plan.timezone,
+            }
             if self.rm_id is not None:
                 fields["rm_id"] = self.rm_id
             fields["consent"] = dict(self.consent)

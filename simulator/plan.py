@@ -45,11 +45,19 @@ TIER_SHARES: Final[tuple[tuple[Tier, float], ...]] = (
     ("affluent", 0.05),
 )
 SEGMENT_WEIGHTS: Final[dict[Tier, tuple[tuple[Segment, float], ...]]] = {
-    "long_tail": (("young_professional", 45), ("family", 27), ("retiree", 20),
-                  ("small_business", 8)),
+    "long_tail": (
+        ("young_professional", 45),
+        ("family", 27),
+        ("retiree", 20),
+        ("small_business", 8),
+    ),
     "basic": (("young_professional", 30), ("family", 35), ("retiree", 20), ("small_business", 15)),
-    "affluent": (("young_professional", 15), ("family", 30), ("retiree", 25),
-                 ("small_business", 30)),
+    "affluent": (
+        ("young_professional", 15),
+        ("family", 30),
+        ("retiree", 25),
+        ("small_business", 30),
+    ),
 }
 TIMEZONES: Final[tuple[tuple[str, float], ...]] = (
     ("Asia/Shanghai", 92.0),
@@ -60,8 +68,13 @@ TIMEZONES: Final[tuple[tuple[str, float], ...]] = (
 )
 # Probability that a customer consents to contact on each channel.
 CONSENT_P: Final[dict[str, float]] = {
-    "sms": 0.93, "push": 0.85, "in_app": 0.97, "email": 0.80, "robot_call": 0.72,
-    "rm_call": 0.88, "rm_handoff": 0.90,
+    "sms": 0.93,
+    "push": 0.85,
+    "in_app": 0.97,
+    "email": 0.80,
+    "robot_call": 0.72,
+    "rm_call": 0.88,
+    "rm_handoff": 0.90,
 }
 OPTED_OUT_P: Final = 0.02
 # Fates, drawn from one uniform number: [0, churn) churn, [churn, +drop) drop, then scare.
@@ -70,30 +83,110 @@ DROP_P: Final = 0.03
 SCARE_P: Final = 0.03
 # Monthly income before the tier multiplier, by segment (CNY).
 BASE_INCOME: Final[dict[Segment, float]] = {
-    "young_professional": 7_000.0, "family": 8_000.0, "retiree": 3_800.0,
+    "young_professional": 7_000.0,
+    "family": 8_000.0,
+    "retiree": 3_800.0,
     "small_business": 12_000.0,
 }
 TIER_INCOME: Final[dict[Tier, float]] = {"long_tail": 1.0, "basic": 2.2, "affluent": 5.0}
 # Share of AUM kept on the current account (the rest sits in wealth products).
 LIQUID_SHARE: Final[dict[Tier, tuple[float, float]]] = {
-    "long_tail": (0.70, 1.0), "basic": (0.25, 0.60), "affluent": (0.10, 0.35),
+    "long_tail": (0.70, 1.0),
+    "basic": (0.25, 0.60),
+    "affluent": (0.10, 0.35),
 }
 OTHER_BANKS: Final[tuple[str, ...]] = (
-    "ICBC", "CCB", "ABC", "BOC", "BOCOM", "CMB", "CITIC", "CIB", "PAB", "WeBank",
+    "ICBC",
+    "CCB",
+    "ABC",
+    "BOC",
+    "BOCOM",
+    "CMB",
+    "CITIC",
+    "CIB",
+    "PAB",
+    "WeBank",
 )
 # Local-hour weights of app use and of spending (index = hour of day).
 APP_HOURS: Final[tuple[float, ...]] = (
-    0.4, 0.2, 0.1, 0.1, 0.1, 0.2, 0.6, 1.5, 2.4, 2.0, 1.6, 1.6,
-    2.2, 2.0, 1.5, 1.4, 1.5, 1.6, 1.8, 2.3, 2.6, 2.5, 1.8, 1.0,
+    0.4,
+    0.2,
+    0.1,
+    0.1,
+    0.1,
+    0.2,
+    0.6,
+    1.5,
+    2.4,
+    2.0,
+    1.6,
+    1.6,
+    2.2,
+    2.0,
+    1.5,
+    1.4,
+    1.5,
+    1.6,
+    1.8,
+    2.3,
+    2.6,
+    2.5,
+    1.8,
+    1.0,
 )
 SPEND_HOURS: Final[tuple[float, ...]] = (
-    0.15, 0.08, 0.04, 0.03, 0.03, 0.1, 0.4, 1.2, 1.5, 1.2, 1.3, 1.8,
-    2.5, 1.8, 1.3, 1.3, 1.4, 1.6, 2.2, 2.4, 2.0, 1.5, 0.8, 0.35,
+    0.15,
+    0.08,
+    0.04,
+    0.03,
+    0.03,
+    0.1,
+    0.4,
+    1.2,
+    1.5,
+    1.2,
+    1.3,
+    1.8,
+    2.5,
+    1.8,
+    1.3,
+    1.3,
+    1.4,
+    1.6,
+    2.2,
+    2.4,
+    2.0,
+    1.5,
+    0.8,
+    0.35,
 )
 # App use while awake (06:00-24:00): when a fate's first step happens.
 AWAKE_HOURS: Final[tuple[float, ...]] = tuple(w if h >= 6 else 0.0 for h, w in enumerate(APP_HOURS))
 BRANCH_HOURS: Final[tuple[float, ...]] = (
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 1.5, 2, 2, 1, 1.2, 2, 2, 1.5, 0.5, 0, 0, 0, 0, 0, 0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    1.5,
+    2,
+    2,
+    1,
+    1.2,
+    2,
+    2,
+    1.5,
+    0.5,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
 )
 
 
@@ -187,9 +280,7 @@ def ground_truth(
 ) -> dict[str, CustomerPlan]:
     """The plans of the customers given a fate (churn, asset drop, scare), by customer id."""
     return {
-        p.customer_id: p
-        for p in plan_customers(customers, days, seed, start)
-        if p.fate != "none"
+        p.customer_id: p for p in plan_customers(customers, days, seed, start) if p.fate != "none"
     }
 
 
@@ -267,8 +358,9 @@ def _with_fate(plan: CustomerPlan, rng: random.Random, tl: Timeline) -> Customer
     return plan
 
 
-def _daytime(rng: random.Random, tl: Timeline, tz_name: str, day: int,
-             hours: tuple[float, ...]) -> int:
+def _daytime(
+    rng: random.Random, tl: Timeline, tz_name: str, day: int, hours: tuple[float, ...]
+) -> int:
     """An epoch on bank day ``day`` at a local hour drawn from ``hours``, leaving an hour spare."""
     local = rng.choices(range(24), weights=hours)[0] * HOUR + rng.randrange(HOUR)
     second = min(max(bank_second(local, tl.delta(tz_name, day)), 60), DAY - HOUR)

@@ -52,12 +52,14 @@ async def process_with_retry(
             delay = min(delay * 2, backoff_max)
 
 
-def register(app: faust.App, pipeline: DecisionPipeline, rules: RuleSetHolder, settings: Settings) -> None:
+def register(
+    app: faust.App, pipeline: DecisionPipeline, rules: RuleSetHolder, settings: Settings
+) -> None:
     w = settings.worker
     source = app.topic(*settings.kafka.input_topics, key_type=bytes, value_type=bytes)
 
     @app.agent(source, name="vigil.decide")
-    async def decide_events(stream: faust.StreamT) -> None:
+    async def decide_events(stream: Any) -> None:
         async for events in stream.take_events(w.batch_max, within=w.batch_within_seconds):
             records = [to_input(e) for e in events]
             task = asyncio.ensure_future(
@@ -70,7 +72,7 @@ def register(app: faust.App, pipeline: DecisionPipeline, rules: RuleSetHolder, s
                 # without acknowledging it (the next worker will get it again).
                 try:
                     await asyncio.wait_for(task, timeout=10.0)
-                except (asyncio.TimeoutError, Exception):
+                except (TimeoutError, Exception):
                     log.error("stopping with an unfinished batch: exiting without committing it")
                     os._exit(EXIT_UNFINISHED_BATCH)
                 raise

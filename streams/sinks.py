@@ -21,7 +21,9 @@ class KafkaSink:
 
     def __init__(self, send: SendFn, kafka: KafkaSettings) -> None:
         self._send = send
-        self._topics = {role: kafka.topic(role) for role in ("alerts", "actions", "decisions", "dlq")}
+        self._topics = {
+            role: kafka.topic(role) for role in ("alerts", "actions", "decisions", "dlq")
+        }
 
     async def emit(self, records: Sequence[OutRecord]) -> None:
         if not records:

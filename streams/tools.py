@@ -25,7 +25,7 @@ TOPIC_BY_TYPE = {
 
 def read_lines(path: Path) -> Iterator[bytes]:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:  # type: ignore[operator]
+    with opener(path, "rb") as fh:
         for line in fh:
             line = line.rstrip(b"\r\n")
             if line:
@@ -49,12 +49,17 @@ def route(line: bytes, settings: Settings) -> tuple[str, bytes | None]:
 
 
 async def publish(
-    settings: Settings, path: Path, rate: float | None = None, topic: str | None = None,
+    settings: Settings,
+    path: Path,
+    rate: float | None = None,
+    topic: str | None = None,
     out: IO[str] = sys.stderr,
 ) -> int:
     """Send every line of a JSONL file (plain or .gz) to the input topics. Returns the count."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=5, acks="all",
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        linger_ms=5,
+        acks="all",
         max_request_size=settings.kafka.max_request_bytes,
     )
     await producer.start()
@@ -82,8 +87,12 @@ async def publish(
 
 
 async def tail(
-    settings: Settings, topic: str, from_beginning: bool = False, max_messages: int | None = None,
-    idle_timeout: float | None = None, out: IO[str] = sys.stdout,
+    settings: Settings,
+    topic: str,
+    from_beginning: bool = False,
+    max_messages: int | None = None,
+    idle_timeout: float | None = None,
+    out: IO[str] = sys.stdout,
 ) -> int:
     """Print a topic's messages as JSON lines (non-JSON values as a JSON string). Returns count."""
     name = topic if topic in _all_topics(settings) else settings.kafka.topic(topic)

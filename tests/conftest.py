@@ -35,7 +35,9 @@ def redis_url(base_settings: Settings) -> str:
     hostport = url.split("//", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
     host, _, port = hostport.rpartition(":")
     if not _answers(host, int(port)):
-        pytest.fail(f"Redis is not answering at {host}:{port}: run `make services` (or `vigil services up`)")
+        pytest.fail(
+            f"Redis is not answering at {host}:{port}: run `make services` (or `vigil services up`)"
+        )
     return url
 
 
@@ -44,7 +46,9 @@ def kafka_bootstrap(base_settings: Settings) -> str:
     bootstrap = base_settings.kafka.bootstrap_servers
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     if not _answers(host, int(port)):
-        pytest.fail(f"Kafka is not answering at {bootstrap}: run `make services` (or `vigil services up`)")
+        pytest.fail(
+            f"Kafka is not answering at {bootstrap}: run `make services` (or `vigil services up`)"
+        )
     return bootstrap
 
 

@@ -14,9 +14,7 @@ router = APIRouter(prefix="/customers", tags=["customers"])
 
 
 @router.get("/{customer_id}", summary="A customer's current features and contact-policy state")
-async def get_customer(
-    customer_id: Annotated_id, svc: ServicesDep, _: ReadKey
-) -> dict[str, Any]:
+async def get_customer(customer_id: Annotated_id, svc: ServicesDep, _: ReadKey) -> dict[str, Any]:
     state = await svc.store.read(customer_id)
     if state is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown customer {customer_id!r}")

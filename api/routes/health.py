@@ -22,7 +22,7 @@ async def _kafka_answers(bootstrap: str, timeout: float = 1.0) -> bool:
     host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
-    except (OSError, asyncio.TimeoutError, ValueError):
+    except (TimeoutError, OSError, ValueError):
         return False
     writer.close()
     return True
@@ -36,8 +36,11 @@ async def ready(svc: ServicesDep) -> JSONResponse:
         "rules": svc.rules.current is not None,
     }
     ok = all(checks.values())
-    body = {"status": "ok" if ok else "unavailable", "checks": checks,
-            "ruleset_version": svc.rules.current.version}
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "checks": checks,
+        "ruleset_version": svc.rules.current.version,
+    }
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

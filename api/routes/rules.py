@@ -27,7 +27,7 @@ async def list_rules(svc: ServicesDep, _: ReadKey) -> dict[str, Any]:
 
 
 @router.post("/validate", summary="Validate one rule file (YAML) without loading it")
-async def validate_rules(
+def validate_rules(
     svc: ServicesDep,
     _: ReadKey,
     content: str = Body(..., media_type="application/yaml", max_length=256 * 1024),
@@ -47,4 +47,8 @@ async def validate_rules(
 @router.post("/reload", summary="Reload the rule folder now (admin)")
 async def reload_rules(svc: ServicesDep, _: AdminKey) -> dict[str, Any]:
     changed = svc.rules.check()
-    return {"reloaded": changed, "version": svc.rules.current.version, "error": svc.rules.last_error}
+    return {
+        "reloaded": changed,
+        "version": svc.rules.current.version,
+        "error": svc.rules.last_error,
+    }

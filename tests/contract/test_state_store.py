@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,13 +16,31 @@ from features.memory_store import MemoryStateStore
 from features.redis_store import RedisStateStore
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-LIMITS = StoreLimits(dedup_horizon=7 * DAY, allowed_lateness=HOUR, result_retention=3600, ttl=86400 * 30)
+LIMITS = StoreLimits(
+    dedup_horizon=7 * DAY, allowed_lateness=HOUR, result_retention=3600, ttl=86400 * 30
+)
 
 
-def tx(event_id: str, ts: float, amount: float, *, direction: str = "debit", kind: str = "purchase",
-       balance: float | None = None, bank: str | None = None, customer: str = "c1") -> StateUpdate:
-    ev: dict[str, Any] = {"type": "transaction", "amount": amount, "direction": direction, "kind": kind,
-                          "account_id": "a1", "counterparty_bank": bank, "balance_after": balance}
+def tx(
+    event_id: str,
+    ts: float,
+    amount: float,
+    *,
+    direction: str = "debit",
+    kind: str = "purchase",
+    balance: float | None = None,
+    bank: str | None = None,
+    customer: str = "c1",
+) -> StateUpdate:
+    ev: dict[str, Any] = {
+        "type": "transaction",
+        "amount": amount,
+        "direction": direction,
+        "kind": kind,
+        "account_id": "a1",
+        "counterparty_bank": bank,
+        "balance_after": balance,
+    }
     return StateUpdate(customer, event_id, ts, ops_for_dict(ev))
 
 
@@ -156,6 +173,8 @@ async def test_read_changes_nothing_and_unknown_is_none(store: StateStore) -> No
 
 
 async def test_customers_are_independent(store: StateStore) -> None:
-    states = await store.apply([tx("e1", T0, 3.0, customer="a"), tx("e1", T0, 4.0, customer="b")], wall=0.0)
+    states = await store.apply(
+        [tx("e1", T0, 3.0, customer="a"), tx("e1", T0, 4.0, customer="b")], wall=0.0
+    )
     assert [s.status for s in states] == ["applied", "applied"]
     assert [s.features["outflow_1h"] for s in states] == [3.0, 4.0]

@@ -15,7 +15,15 @@ from features.memory_store import MemoryStateStore
 from features.redis_store import RedisStateStore
 from tests.contract.test_state_store import LIMITS, T0
 
-KINDS = ["purchase", "salary", "transfer_out", "transfer_in", "wealth_buy", "wealth_redeem", "withdrawal"]
+KINDS = [
+    "purchase",
+    "salary",
+    "transfer_out",
+    "transfer_in",
+    "wealth_buy",
+    "wealth_redeem",
+    "withdrawal",
+]
 
 
 @st.composite
@@ -28,18 +36,26 @@ def event(draw: st.DrawFn, index: int) -> StateUpdate:
         ev = {
             "type": "transaction",
             "amount": draw(st.floats(0.01, 1e6, allow_nan=False)),
-            "direction": "credit" if tx_kind in ("salary", "transfer_in", "wealth_redeem") else "debit",
+            "direction": "credit"
+            if tx_kind in ("salary", "transfer_in", "wealth_redeem")
+            else "debit",
             "kind": tx_kind,
             "account_id": draw(st.sampled_from(["a1", "a2"])),
             "counterparty_bank": draw(st.sampled_from([None, "ICBC", "SELF"])),
             "balance_after": draw(st.one_of(st.none(), st.floats(0, 1e7, allow_nan=False))),
         }
     elif kind == "app":
-        ev = {"type": "app", "name": draw(st.sampled_from(["login", "page_view", "complaint", "login_failed"])),
-              "page": draw(st.sampled_from([None, "account_closure", "home", "transfer_out"]))}
+        ev = {
+            "type": "app",
+            "name": draw(st.sampled_from(["login", "page_view", "complaint", "login_failed"])),
+            "page": draw(st.sampled_from([None, "account_closure", "home", "transfer_out"])),
+        }
     else:
-        ev = {"type": "profile", "aum": draw(st.one_of(st.none(), st.floats(0, 1e7, allow_nan=False))),
-              "segment": draw(st.sampled_from([None, "family", "retiree"]))}
+        ev = {
+            "type": "profile",
+            "aum": draw(st.one_of(st.none(), st.floats(0, 1e7, allow_nan=False))),
+            "segment": draw(st.sampled_from([None, "family", "retiree"])),
+        }
     return StateUpdate(customer, f"e{index}", ts, ops_for_dict(ev))
 
 
@@ -56,7 +72,9 @@ def streams(draw: st.DrawFn) -> list[StateUpdate]:
     return out
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(stream=streams())
 def test_twin_equals_redis(stream: list[StateUpdate], redis_url: str, unique: str) -> None:
     async def run() -> None:
@@ -65,7 +83,9 @@ def test_twin_equals_redis(stream: list[StateUpdate], redis_url: str, unique: st
         redis_store = RedisStateStore(client, LIMITS, prefix=prefix)
         memory = MemoryStateStore(LIMITS)
         try:
-            await client.delete(*[k async for k in client.scan_iter(match=f"{prefix}:*")] or ["none"])
+            await client.delete(
+                *[k async for k in client.scan_iter(match=f"{prefix}:*")] or ["none"]
+            )
             half = len(stream) // 2
             for part in (stream[:half], stream[half:]):
                 a = await redis_store.apply(part, wall=0.0)

@@ -33,7 +33,11 @@ class WorkerProcess:
         fh = self.log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "engine.cli", "worker"],
-            cwd=ROOT, env=self.env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=self.env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         fh.close()
         return self
@@ -91,9 +95,12 @@ def event_bytes(event: dict[str, Any]) -> bytes:
 
 
 def topic_role(event: dict[str, Any]) -> str:
-    return {"transaction": "transactions", "app": "app", "outcome": "outcomes", "profile": "profile"}.get(
-        str(event.get("type")), "transactions"
-    )
+    return {
+        "transaction": "transactions",
+        "app": "app",
+        "outcome": "outcomes",
+        "profile": "profile",
+    }.get(str(event.get("type")), "transactions")
 
 
 async def read_topic(
@@ -105,7 +112,9 @@ async def read_topic(
     """Every message of a topic from the beginning, until ``until(messages)`` or the timeout."""
     name = settings.kafka.topic(role)
     consumer = AIOKafkaConsumer(
-        name, bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False,
+        name,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
     await consumer.start()

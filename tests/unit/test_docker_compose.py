@@ -35,9 +35,7 @@ PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA_DATASOURCES = (
     ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 )
-GRAFANA_PROVIDERS = (
-    ROOT / "deploy" / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
-)
+GRAFANA_PROVIDERS = ROOT / "deploy" / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "vigil.json"
 
 SERVICES = ("kafka", "redis", "topics", "worker", "api", "prometheus", "grafana")
@@ -87,9 +85,7 @@ def dashboard() -> dict[str, Any]:
     return data
 
 
-def setting_env_names(
-    model: type[BaseModel] = Settings, prefix: str = "VIGIL_"
-) -> set[str]:
+def setting_env_names(model: type[BaseModel] = Settings, prefix: str = "VIGIL_") -> set[str]:
     """Every environment variable that names a setting: leaves and whole (JSON) groups."""
     names: set[str] = set()
     for field_name, field in model.model_fields.items():
@@ -122,9 +118,7 @@ def published(service: dict[str, Any]) -> list[tuple[str, int, int]]:
     out = []
     for port in service.get("ports", []):
         if isinstance(port, dict):
-            out.append(
-                (port.get("host_ip", ""), int(port["published"]), int(port["target"]))
-            )
+            out.append((port.get("host_ip", ""), int(port["published"]), int(port["target"])))
             continue
         parts = str(port).split("/")[0].split(":")
         if len(parts) == 3:
@@ -150,9 +144,7 @@ def depends(service: dict[str, Any]) -> dict[str, str]:
     dep = service.get("depends_on") or {}
     if isinstance(dep, list):
         return dict.fromkeys(dep, "service_started")
-    return {
-        name: spec.get("condition", "service_started") for name, spec in dep.items()
-    }
+    return {name: spec.get("condition", "service_started") for name, spec in dep.items()}
 
 
 def kafka_listeners(services: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -178,9 +170,7 @@ def dashboard_panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def dashboard_exprs(dashboard: dict[str, Any]) -> list[str]:
-    return [
-        t["expr"] for p in dashboard_panels(dashboard) for t in p.get("targets", [])
-    ]
+    return [t["expr"] for p in dashboard_panels(dashboard) for t in p.get("targets", [])]
 
 
 _PROMQL_KEYWORDS = {
@@ -201,9 +191,7 @@ def promql_metric_names(expr: str) -> set[str]:
     text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
     text = re.sub(r"\[[^\]]*\]", " ", text)  # range selectors
     text = re.sub(r"(?:\boffset|@)\s*-?[\w.]+", " ", text)  # offset 5m, @ 1700000000
-    text = re.sub(
-        r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text
-    )
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
     text = re.sub(r"(?<![\w.])\d+(?:\.\d+)?(?:[eE][+-]?\d+)?", " ", text)  # numbers
     names = set()
     for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
@@ -237,9 +225,7 @@ def test_images_are_kafka_4_and_redis_7(services: dict[str, dict[str, Any]]) -> 
     kafka_image = services["kafka"]["image"]
     repo, tag = kafka_image.split(":")
     assert repo == "apache/kafka"
-    assert tag.split(".")[0] == "4", (
-        "Kafka 4 (KRaft only) is what services/kafka runs too"
-    )
+    assert tag.split(".")[0] == "4", "Kafka 4 (KRaft only) is what services/kafka runs too"
     # The topics job uses the very same image, so its kafka-topics.sh matches the broker.
     assert services["topics"]["image"] == kafka_image
     assert services["redis"]["image"].split(":")[0] == "redis"
@@ -267,9 +253,7 @@ def test_kafka_runs_kraft_single_node(services: dict[str, dict[str, Any]]) -> No
     listeners = dict(item.split("://", 1) for item in env["KAFKA_LISTENERS"].split(","))
     assert controller in listeners
     assert voters[0].split(":")[-1] == listeners[controller].split(":")[-1]
-    protocols = dict(
-        p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
-    )
+    protocols = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
     assert set(listeners) <= set(protocols)
     assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in listeners
     assert set(kafka_listeners(services)) <= set(listeners)
@@ -286,10 +270,7 @@ def test_kafka_creates_implicit_topics_like_the_settings(
 ) -> None:
     env = env_of(services["kafka"])
     assert int(env["KAFKA_NUM_PARTITIONS"]) == defaults.kafka.partitions
-    assert (
-        int(env["KAFKA_DEFAULT_REPLICATION_FACTOR"])
-        == defaults.kafka.replication_factor
-    )
+    assert int(env["KAFKA_DEFAULT_REPLICATION_FACTOR"]) == defaults.kafka.replication_factor
 
 
 # --------------------------------------------------------------------------- health and order
@@ -299,10 +280,7 @@ def test_kafka_redis_and_api_have_healthchecks(
     services: dict[str, dict[str, Any]], defaults: Settings
 ) -> None:
     kafka = healthcheck_text(services["kafka"])
-    assert (
-        "/opt/kafka/bin/kafka-broker-api-versions.sh" in kafka
-        or "kafka-topics.sh" in kafka
-    )
+    assert "/opt/kafka/bin/kafka-broker-api-versions.sh" in kafka or "kafka-topics.sh" in kafka
     bootstrap = re.search(r"--bootstrap-server\s+(\S+)", kafka)
     assert bootstrap and bootstrap.group(1) in kafka_listeners(services).values()
 
@@ -390,17 +368,13 @@ def test_containers_reach_kafka_and_redis_on_the_compose_network(
     services: dict[str, dict[str, Any]], defaults: Settings
 ) -> None:
     shared = env_of(services["worker"])
-    assert (
-        shared["VIGIL_KAFKA__BOOTSTRAP_SERVERS"] in kafka_listeners(services).values()
-    )
+    assert shared["VIGIL_KAFKA__BOOTSTRAP_SERVERS"] in kafka_listeners(services).values()
     redis_url = urlsplit(shared["VIGIL_REDIS__URL"])
     default_url = urlsplit(defaults.redis.url)
     assert redis_url.hostname == "redis" and "redis" in services
     assert redis_url.port == default_url.port
     assert redis_url.path == default_url.path
-    assert any(
-        target == redis_url.port for _, _, target in published(services["redis"])
-    )
+    assert any(target == redis_url.port for _, _, target in published(services["redis"]))
 
 
 def test_published_ports_match_the_defaults(
@@ -451,9 +425,7 @@ def compose_topic_specs(
     env = env_of(services["topics"])
     large = {"max.message.bytes": env["OUTPUT_MAX_MESSAGE_BYTES"]}
     partitions, replication = int(env["PARTITIONS"]), int(env["REPLICATION_FACTOR"])
-    specs = {
-        name: (partitions, replication, {}) for name in env["INPUT_TOPICS"].split()
-    }
+    specs = {name: (partitions, replication, {}) for name in env["INPUT_TOPICS"].split()}
     for name in env["OUTPUT_TOPICS"].split():
         specs[name] = (partitions, replication, large)
     return specs
@@ -529,9 +501,7 @@ def test_prometheus_targets_are_compose_services(
 
 def test_prometheus_mounts_its_config(services: dict[str, dict[str, Any]]) -> None:
     volumes = [str(v) for v in services["prometheus"]["volumes"]]
-    mount = next(
-        v for v in volumes if v.split(":")[1] == "/etc/prometheus/prometheus.yml"
-    )
+    mount = next(v for v in volumes if v.split(":")[1] == "/etc/prometheus/prometheus.yml")
     assert (ROOT / mount.split(":")[0]).resolve() == PROMETHEUS
 
 
@@ -701,12 +671,8 @@ def test_dockerfile_builds_from_the_lock_file() -> None:
     first = copies[0].split()
     assert "pyproject.toml" in first and "uv.lock" in first
     order = [(kw, rest) for kw, rest in instructions if kw in ("COPY", "RUN")]
-    first_sync = next(
-        i for i, (kw, r) in enumerate(order) if kw == "RUN" and "uv sync" in r
-    )
-    source_copy = next(
-        i for i, (kw, r) in enumerate(order) if kw == "COPY" and r.startswith(". ")
-    )
+    first_sync = next(i for i, (kw, r) in enumerate(order) if kw == "RUN" and "uv sync" in r)
+    source_copy = next(i for i, (kw, r) in enumerate(order) if kw == "COPY" and r.startswith(". "))
     assert first_sync < source_copy
 
 
@@ -741,9 +707,7 @@ def test_dockerignore_keeps_local_state_out_and_the_build_inputs_in() -> None:
         if line.strip() and not line.startswith("#")
     ]
     assert ".venv" in patterns and ".git" in patterns
-    wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"][
-        "build"
-    ]
+    wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
     needed = [
         "pyproject.toml",
         "uv.lock",
@@ -751,9 +715,7 @@ def test_dockerignore_keeps_local_state_out_and_the_build_inputs_in() -> None:
         *wheel["targets"]["wheel"]["packages"],
     ]
     for path in needed:
-        assert not any(fnmatch(path, p) for p in patterns if not p.startswith("!")), (
-            path
-        )
+        assert not any(fnmatch(path, p) for p in patterns if not p.startswith("!")), path
 
 
 # --------------------------------------------------------------------------- the command line

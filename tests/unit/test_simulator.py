@@ -78,9 +78,10 @@ def test_same_seed_gives_the_same_bytes(tmp_path: Path) -> None:
     assert a == b > 0
     assert (tmp_path / "a.jsonl.gz").read_bytes() == (tmp_path / "b.jsonl.gz").read_bytes()
     write_jsonl(simulate(120, 20, 11), tmp_path / "c.jsonl")
-    assert gzip.decompress((tmp_path / "a.jsonl.gz").read_bytes()) == (
-        tmp_path / "c.jsonl"
-    ).read_bytes()
+    assert (
+        gzip.decompress((tmp_path / "a.jsonl.gz").read_bytes())
+        == (tmp_path / "c.jsonl").read_bytes()
+    )
 
 
 def test_a_different_seed_gives_a_different_stream(tmp_path: Path) -> None:
@@ -90,7 +91,7 @@ def test_a_different_seed_gives_a_different_stream(tmp_path: Path) -> None:
 
 
 def test_a_customer_does_not_depend_on_how_many_are_simulated() -> None:
-    small = [e for e in simulate(5, 15, SEED)]
+    small = list(simulate(5, 15, SEED))
     large = [e for e in simulate(40, 15, SEED) if e["customer_id"] <= "c000005"]
     assert small == large
     assert plan_customers(5, 15, SEED) == plan_customers(40, 15, SEED)[:5]
@@ -131,8 +132,9 @@ def test_volume_is_a_few_events_per_customer_per_day(events: Events) -> None:
     assert 2.0 <= per_day <= 6.0
 
 
-def test_app_events_carry_the_customers_local_offset(events: Events,
-                                                     plans: dict[str, CustomerPlan]) -> None:
+def test_app_events_carry_the_customers_local_offset(
+    events: Events, plans: dict[str, CustomerPlan]
+) -> None:
     london = {cid for cid, p in plans.items() if p.timezone == "Europe/London"}
     assert london
     london_app = [e for e in events if e["type"] == "app" and e["customer_id"] in london]
@@ -210,8 +212,18 @@ def test_balances_follow_the_postings_and_never_go_negative(
 
 def test_every_kind_of_posting_occurs(events: Events) -> None:
     kinds = Counter(e["kind"] for e in events if e["type"] == "transaction")
-    for kind in ("salary", "purchase", "withdrawal", "fee", "transfer_in", "transfer_out",
-                 "wealth_buy", "wealth_redeem", "interest", "deposit"):
+    for kind in (
+        "salary",
+        "purchase",
+        "withdrawal",
+        "fee",
+        "transfer_in",
+        "transfer_out",
+        "wealth_buy",
+        "wealth_redeem",
+        "interest",
+        "deposit",
+    ):
         assert kinds[kind] > 0, kind
     directions = {(e["kind"], e["direction"]) for e in events if e["type"] == "transaction"}
     assert ("salary", "credit") in directions and ("wealth_buy", "debit") in directions
@@ -233,8 +245,15 @@ def test_sessions_open_with_a_login_and_use_known_pages(events: Events) -> None:
     names = Counter(e["name"] for e in events if e["type"] == "app")
     assert {"login", "login_failed", "page_view", "logout", "complaint"} <= set(names)
     pages = {e.get("page") for e in events if e["type"] == "app"}
-    assert {"home", "accounts", "wealth", "transfer", "account_closure", "product_redeem",
-            "transfer_out"} <= pages
+    assert {
+        "home",
+        "accounts",
+        "wealth",
+        "transfer",
+        "account_closure",
+        "product_redeem",
+        "transfer_out",
+    } <= pages
 
 
 # ------------------------------------------------------------------------------ fates
@@ -268,14 +287,21 @@ def test_a_churn_journey_moves_most_of_the_money_and_then_goes_quiet(
         opening = next(e for e in evs if datetime.fromisoformat(e["ts"]).timestamp() >= start)
         assert opening["type"] == "app" and opening["name"] == "login"
         assert datetime.fromisoformat(opening["ts"]) == plan.churn_start
-        moves = [e for e in evs if _is_other_bank_transfer_out(e)
-                 and datetime.fromisoformat(e["ts"]).timestamp() >= start]
+        moves = [
+            e
+            for e in evs
+            if _is_other_bank_transfer_out(e)
+            and datetime.fromisoformat(e["ts"]).timestamp() >= start
+        ]
         assert 2 <= len(moves) <= 4
         assert {e["counterparty_bank"] for e in moves} == {plan.churn_bank}
         before = moves[0]["balance_after"] + moves[0]["amount"]
         assert sum(e["amount"] for e in moves) > 0.5 * before
-        assert any(e.get("page") == "account_closure" for e in evs
-                   if datetime.fromisoformat(e["ts"]).timestamp() >= start)
+        assert any(
+            e.get("page") == "account_closure"
+            for e in evs
+            if datetime.fromisoformat(e["ts"]).timestamp() >= start
+        )
         salaries = [e for e in evs if e["type"] == "transaction" and e["kind"] == "salary"]
         assert all(datetime.fromisoformat(e["ts"]) < plan.churn_start for e in salaries)
         assert evs[-1]["type"] == "outcome" and evs[-1]["label"] == "churned"
@@ -315,8 +341,14 @@ def test_outcomes_are_only_planned_fates_or_contacts(
     events: Events, plans: dict[str, CustomerPlan]
 ) -> None:
     labels = Counter(e["label"] for e in events if e["type"] == "outcome")
-    assert set(labels) <= {"churned", "asset_drop", "retained", "contacted", "offer_declined",
-                           "offer_accepted"}
+    assert set(labels) <= {
+        "churned",
+        "asset_drop",
+        "retained",
+        "contacted",
+        "offer_declined",
+        "offer_accepted",
+    }
     assert labels["retained"] > 0 and labels["contacted"] > 0
     for e in events:
         if e["type"] == "outcome" and e["label"] == "retained":
@@ -345,8 +377,21 @@ def test_the_command_writes_events_and_ground_truth(tmp_path: Path) -> None:
     app = typer.Typer()
     app.command()(simulate_command)
     out, truth = tmp_path / "events.jsonl.gz", tmp_path / "truth.jsonl"
-    result = CliRunner().invoke(app, ["--customers", "20", "--days", "5", "--seed", "3",
-                                      "--out", str(out), "--truth", str(truth)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "--customers",
+            "20",
+            "--days",
+            "5",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--truth",
+            str(truth),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert list(read_jsonl(out)) == list(simulate(20, 5, 3))
     records = list(read_jsonl(truth))
