@@ -1,4 +1,4 @@
-"""The pure packages import no Kafka, Redis or web code: their logic runs anywhere (replay, tests)."""
+"""The pure packages import no Kafka, Redis or web code: their logic runs anywhere."""
 
 from __future__ import annotations
 
