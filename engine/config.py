@@ -70,12 +70,15 @@ class WorkerSettings(BaseModel):
     model_config = _FROZEN
 
     batch_max: int = Field(default=200, ge=1)
-    batch_within_seconds: float = Field(default=0.005, gt=0)
+    batch_within_seconds: float = Field(default=0.001, gt=0)
     max_event_bytes: int = Field(default=64 * 1024, ge=256)
     # An event stamped further ahead of the wall clock than this is refused (dead-lettered).
     max_future_seconds: float = Field(default=24 * 3600, ge=0)
     # Event-time horizon within which a redelivered event_id is recognised and changes nothing.
-    dedup_horizon_seconds: int = Field(default=7 * 24 * 3600, ge=3600)
+    dedup_horizon_seconds: int = Field(default=48 * 3600, ge=3600)
+    # How long (wall clock) the result of an event's first application is kept, so a batch
+    # retried after a crash is decided again exactly the same.
+    redelivery_result_seconds: int = Field(default=600, ge=0)
     # Events older than the customer's latest event by more than this update no window.
     allowed_lateness_seconds: int = Field(default=3600, ge=0)
     # Idle customers' state expires after this long (wall clock, refreshed on every event).

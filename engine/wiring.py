@@ -22,6 +22,7 @@ def store_limits(settings: Settings) -> StoreLimits:
         dedup_horizon=float(w.dedup_horizon_seconds),
         allowed_lateness=float(w.allowed_lateness_seconds),
         ttl=w.state_ttl_seconds,
+        result_retention=float(w.redelivery_result_seconds),
     )
 
 

@@ -1,206 +1,355 @@
 -- Apply one event to one customer's state and return the state after it, atomically.
--- The semantics are features/memory_store.py's, held identical by tests/contract.
+-- The semantics are features/memory_store.py's and features/buckets.py's, held identical by
+-- tests/contract. __NAME__ tokens are filled in from the feature catalog and the store limits
+-- when the script is loaded (features/redis_store.py).
 --
--- KEYS (all hash-tagged by customer so a Redis Cluster keeps them on one slot):
---   1 buckets   hash  "<agg>|<metric>|<res>|<bucket>" -> number   (agg s=sum x=max l=last)
---   2 state     hash  wm, aum, bal:<account>, t:<name>, p:<profile field>
---   3 seen      zset  event_id -> event time                    (deduplication)
---   4 results   hash  event_id -> "<wall>|<result json>"        (redelivery replays the same result)
---   5 fired     hash  rule_id -> "<event time>|<decision id>"   (alert cooldowns)
---   6 contacts  zset  "<decision>|<action>|<channel>" -> event time
--- ARGV: event_id, ts, wall, dedup_horizon, lateness, result_retention, ttl, contact_retention,
---       windows ("name:res:buckets,..."), retention ("h:25,d:91"), close_days,
---       then 5 values per op: kind, name, value, flag, amount
-local event_id = ARGV[1]
+-- KEYS: 1 the customer's hash  (see docs/features.md for its fields)
+--       2 the stored result of this event (a string with its own expiry)
+-- ARGV: 1 event digest (8 bytes)  2 event time  3 wall time  4 '1' if the event changes state
+--       5 bucket deltas (encoded columns)  6 remembered-time slots ('1,3')  7 session token
+--       8 AUM op ('', 'b' balance, 'f' flow, 'a' profile AUM)  9 balance field  10 cents
+--       11 moves AUM ('1'/'0')  12 signed cents   13.. plain fields to set: name, value
+local K = KEYS[1]
+local digest = ARGV[1]
 local ts = tonumber(ARGV[2])
 local wall = tonumber(ARGV[3])
-local horizon = tonumber(ARGV[4])
-local lateness = tonumber(ARGV[5])
-local result_retention = tonumber(ARGV[6])
-local ttl = tonumber(ARGV[7])
-local contact_retention = tonumber(ARGV[8])
-local windows_spec = ARGV[9]
-local retention_spec = ARGV[10]
-local close_days = tonumber(ARGV[11])
-local first_op = 12
+local has_ops = ARGV[4] == '1'
 
-local function num(x)
-  return string.format('%.17g', x)
+local AGGS = '__AGGS__'
+local NCOL = #AGGS
+-- A bucket is stored as up to #GROUPS fields ("<res><index>", "<res><index>.1", ...), each holding
+-- a range of columns, so that no value passes the 64-byte listpack limit.
+local GROUPS = __GROUPS__
+local NLAST = __NLAST__
+local SESSION_COL = __SESSION_COL__
+local SESSIONS_KEPT = __SESSIONS_KEPT__
+local AUM_COLS = {__AUM_MAX__, __AUM_MIN__, __AUM_CLOSE__}
+local HOUR_KEEP, DAY_KEEP, LONGEST = __HOUR_KEEP__, __DAY_KEEP__, __LONGEST__
+local HORIZON, LATENESS, DEDUP_SLOT = __HORIZON__, __LATENESS__, __DEDUP_SLOT__
+local RETENTION, RETENTION_EX = __RETENTION__, __RETENTION_EX__
+local TTL, CONTACT_KEEP = __TTL__, __CONTACT_KEEP__
+
+local DIG = '0123456789abcdefghijklmnopqrstuvwxyz'
+local function b36(n)
+  if n < 0 then return '-' .. b36(-n) end
+  if n < 36 then return string.sub(DIG, n + 1, n + 1) end
+  local s = ''
+  while n > 0 do
+    local r = n % 36
+    s = string.sub(DIG, r + 1, r + 1) .. s
+    n = (n - r) / 36
+  end
+  return s
 end
-
-local function read_result(status, now)
-  local windows = {}
-  local spans = {}
-  for name, res, n in string.gmatch(windows_spec, '([^:,]+):([hd]):(%d+)') do
-    spans[#spans + 1] = {name, res, tonumber(n)}
+local function unb36(s)
+  if string.sub(s, 1, 1) == '-' then return -tonumber(string.sub(s, 2), 36) end
+  return tonumber(s, 36)
+end
+local function fmt(x) return string.format('%.17g', x) end
+local function decode(s)
+  local v, i = {}, 1
+  for part in string.gmatch(s .. ',', '([^,]*),') do
+    if part ~= '' then v[i] = unb36(part) end
+    i = i + 1
   end
-  local keep = {}
-  for res, n in string.gmatch(retention_spec, '([hd]):(%d+)') do keep[res] = tonumber(n) end
-  local current = {h = math.floor(now / 3600), d = math.floor(now / 86400)}
-  local closes = {}
-  local flat = redis.call('HGETALL', KEYS[1])
-  -- Sum in a fixed order (sorted fields) so every store adds the same floats the same way.
-  local values, fields = {}, {}
-  for i = 1, #flat, 2 do
-    values[flat[i]] = flat[i + 1]
-    fields[#fields + 1] = flat[i]
+  return v
+end
+local function encode(v, n)
+  local parts, last = {}, 0
+  for i = 1, n do
+    if v[i] ~= nil then parts[i] = b36(v[i]); last = i else parts[i] = '' end
   end
-  table.sort(fields)
-  for _, field in ipairs(fields) do
-    local value = tonumber(values[field])
-    local agg, metric, res, bucket = string.match(field, '^(%a)|([^|]+)|(%a)|(%-?%d+)$')
-    bucket = tonumber(bucket)
-    local age = current[res] - bucket
-    if age >= keep[res] then
-      redis.call('HDEL', KEYS[1], field)
-    elseif agg == 'l' then
-      if age >= 0 and age < close_days then closes[tostring(age)] = value end
+  return table.concat(parts, ',', 1, last)
+end
+local function decode_into(v, s, first)
+  local i = first
+  for part in string.gmatch(s .. ',', '([^,]*),') do
+    if part ~= '' then v[i] = unb36(part) end
+    i = i + 1
+  end
+end
+local function group_field(base, g)
+  if g == 1 then return base end
+  return base .. '.' .. (g - 1)
+end
+local function merge_field(base, src)
+  local names = {}
+  for g = 1, #GROUPS do names[g] = group_field(base, g) end
+  local cur = redis.call('HMGET', K, unpack(names))
+  local dst = {}
+  for g = 1, #GROUPS do
+    if cur[g] then decode_into(dst, cur[g], GROUPS[g][1]) end
+  end
+  for c, v in pairs(src) do
+    local old = dst[c]
+    if old == nil then
+      dst[c] = v
     else
-      for _, w in ipairs(spans) do
-        if w[2] == res and age >= 0 and age < w[3] then
-          local key = metric .. '_' .. w[1]
-          local old = windows[key]
-          if agg == 's' then
-            windows[key] = (old or 0) + value
-          elseif old == nil or value > old then
-            windows[key] = value
-          end
-        end
-      end
+      local a = string.sub(AGGS, c, c)
+      if a == 's' then dst[c] = old + v
+      elseif a == 'x' then if v > old then dst[c] = v end
+      elseif a == 'n' then if v < old then dst[c] = v end
+      else dst[c] = v end
     end
   end
-  local state = {}
-  local sflat = redis.call('HGETALL', KEYS[2])
-  for i = 1, #sflat, 2 do state[sflat[i]] = sflat[i + 1] end
-  local fired = {}
-  local fflat = redis.call('HGETALL', KEYS[5])
-  for i = 1, #fflat, 2 do fired[fflat[i]] = fflat[i + 1] end
-  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. num(now - contact_retention))
-  local contacts = redis.call('ZRANGE', KEYS[6], 0, -1, 'WITHSCORES')
-  -- Sums as strings so the float survives JSON exactly (cjson prints 14 digits).
-  for k, v in pairs(windows) do windows[k] = num(v) end
-  for k, v in pairs(closes) do closes[k] = num(v) end
-  return cjson.encode({st = status, now = num(now), w = windows, s = state, l = closes,
-                       f = fired, c = contacts})
+  for g = 1, #GROUPS do
+    local parts, last = {}, 0
+    for c = GROUPS[g][1], GROUPS[g][2] do
+      local j = c - GROUPS[g][1] + 1
+      if dst[c] ~= nil then parts[j] = b36(dst[c]); last = j else parts[j] = '' end
+    end
+    if last > 0 then redis.call('HSET', K, names[g], table.concat(parts, ',', 1, last)) end
+  end
 end
 
-local function touch()
-  for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
+local function snapshot(status, now)
+  local flat = redis.call('HGETALL', K)
+  local out = {status, fmt(now)}
+  for i = 1, #flat, 2 do
+    if string.byte(flat[i], 1) ~= 69 then -- not 'E' (event digests stay in Redis)
+      out[#out + 1] = flat[i]
+      out[#out + 1] = flat[i + 1]
+    end
+  end
+  return cjson.encode(out)
 end
 
-local seen = redis.call('ZSCORE', KEYS[3], event_id)
-local wm = tonumber(redis.call('HGET', KEYS[2], 'wm') or '')
-local has_ops = #ARGV >= first_op
+-- A redelivered event is decided again from the features of its first application, but with
+-- the cooldowns and contacts as they are now: a decision committed since (by this event's first
+-- run or a later one) must count, or a retried batch could alert or contact twice.
+local function with_current_effects(stored)
+  local doc = cjson.decode(stored)
+  local out = {doc[1], doc[2]}
+  for i = 3, #doc, 2 do
+    local p = string.sub(doc[i], 1, 2)
+    if p ~= 'f:' and p ~= 'c:' then
+      out[#out + 1] = doc[i]
+      out[#out + 1] = doc[i + 1]
+    end
+  end
+  local flat = redis.call('HGETALL', K)
+  for i = 1, #flat, 2 do
+    local p = string.sub(flat[i], 1, 2)
+    if p == 'f:' or p == 'c:' then
+      out[#out + 1] = flat[i]
+      out[#out + 1] = flat[i + 1]
+    end
+  end
+  return cjson.encode(out)
+end
+
+local wm = tonumber(redis.call('HGET', K, 'wm') or '')
 -- The customer's "now": their newest event time. An event without state changes (an outcome)
 -- is read as of the watermark and does not move it.
 local now = ts
 if wm ~= nil then
   if has_ops then now = math.max(wm, ts) else now = wm end
 end
-if seen then
-  local stored = redis.call('HGET', KEYS[4], event_id)
-  if stored then
-    local bar = string.find(stored, '|', 1, true)
-    return {'duplicate', string.sub(stored, bar + 1)}
-  end
-  return {'duplicate', read_result('duplicate', now)}
+local ch, cd = math.floor(now / 3600), math.floor(now / 86400)
+
+if ts < now - HORIZON then
+  redis.call('EXPIRE', K, TTL)
+  return 'too_late|' .. snapshot('too_late', now)
 end
 
-if ts < now - horizon then
-  touch()
-  return {'too_late', read_result('too_late', now)}
+-- Deduplication: digests of the events of each slot of event time, 8 to a field
+-- ("E<slot>", "E<slot>:1"...).
+local efield = 'E' .. b36(math.floor(ts / DEDUP_SLOT))
+local free_field, free_value = efield, nil
+do
+  local f, k = efield, 0
+  while true do
+    local v = redis.call('HGET', K, f)
+    if not v then free_field, free_value = f, nil; break end
+    for p = 1, #v, 8 do
+      if string.sub(v, p, p + 7) == digest then
+        local stored = redis.call('GET', KEYS[2])
+        if stored then
+          local bar = string.find(stored, '|', 1, true)
+          if wall - tonumber(string.sub(stored, 1, bar - 1)) <= RETENTION then
+            return 'duplicate|' .. with_current_effects(string.sub(stored, bar + 1))
+          end
+        end
+        return 'duplicate|' .. snapshot('duplicate', now)
+      end
+    end
+    if #v < 64 then free_field, free_value = f, v; break end
+    k = k + 1
+    f = efield .. ':' .. k
+  end
 end
 
 local status = 'applied'
-if ts < now - lateness then status = 'late' end
-redis.call('ZADD', KEYS[3], ts, event_id)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. num(now - horizon))
+if ts < now - LATENESS then status = 'late' end
+redis.call('HSET', K, free_field, (free_value or '') .. digest)
 
-local function move_aum(delta)
-  local aum = tonumber(redis.call('HGET', KEYS[2], 'aum') or '0')
-  redis.call('HSET', KEYS[2], 'aum', num(math.max(aum + delta, 0)))
-  local at = tonumber(redis.call('HGET', KEYS[2], 'aum_ts') or '')
-  if at == nil or ts > at then redis.call('HSET', KEYS[2], 'aum_ts', num(ts)) end
+local function day_target(day)
+  if cd - day < DAY_KEEP then return 'D' .. b36(day) end
+  local wk = math.floor((day + 3) / 7)
+  if 7 * wk + 3 >= cd - LONGEST + 1 then return 'W' .. b36(wk) end
+  return nil
 end
 
--- Late events (beyond the allowed lateness) still land in their buckets while those are kept;
--- they are reported as late. Only events beyond the deduplication horizon change nothing.
-do
-  local hour = math.floor(ts / 3600)
-  local day = math.floor(ts / 86400)
-  local keep = {}
-  for res, n in string.gmatch(retention_spec, '([hd]):(%d+)') do keep[res] = tonumber(n) end
-  local targets = {}
-  if math.floor(now / 3600) - hour < keep['h'] then targets[#targets + 1] = {'h', hour} end
-  if math.floor(now / 86400) - day < keep['d'] then targets[#targets + 1] = {'d', day} end
-  for i = first_op, #ARGV, 5 do
-    local kind, name, value, flag = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-    local amount = tonumber(ARGV[i + 4])
-    if kind == 'sum' then
-      local v = tonumber(value)
-      for _, t in ipairs(targets) do
-        local f = 's|' .. name .. '|' .. t[1] .. '|' .. t[2]
-        local old = tonumber(redis.call('HGET', KEYS[1], f) or '0')
-        redis.call('HSET', KEYS[1], f, num(old + v))
+-- Settle when the hour moved: roll aged buckets up, drop expired ones, old digests, contacts.
+local function settle()
+  local flat = redis.call('HGETALL', K)
+  local buckets, order = {}, {}
+  for i = 1, #flat, 2 do
+    local f = flat[i]
+    local c = string.byte(f, 1)
+    if c == 72 or c == 68 or c == 87 then -- H, D, W
+      local res, idx_text, g = string.match(f, '^(%a)([^.]+)%.?(%d*)$')
+      local base = res .. idx_text
+      local b = buckets[base]
+      if b == nil then
+        b = {res = c, idx = unb36(idx_text), parts = {}}
+        buckets[base] = b
+        order[#order + 1] = base
       end
-    elseif kind == 'max' then
-      local v = tonumber(value)
-      local f = 'x|' .. name .. '|d|' .. day
-      local old = tonumber(redis.call('HGET', KEYS[1], f) or '')
-      if old == nil or v > old then redis.call('HSET', KEYS[1], f, num(v)) end
-    elseif kind == 'set' then
-      redis.call('HSET', KEYS[2], name, value)
-    elseif kind == 'last' then
-      local f = 't:' .. name
-      local old = tonumber(redis.call('HGET', KEYS[2], f) or '')
-      if old == nil or ts > old then redis.call('HSET', KEYS[2], f, num(ts)) end
-    elseif kind == 'balance' then
-      local f = 'bal:' .. name
-      local v = tonumber(value)
-      local old = tonumber(redis.call('HGET', KEYS[2], f) or '')
-      redis.call('HSET', KEYS[2], f, num(v))
-      if flag == '1' then
-        local delta = v
-        if old ~= nil then
-          delta = v - old
-        elseif redis.call('HGET', KEYS[2], 'aum_src') == 'profile' then
-          delta = amount
+      local group = 1
+      if g ~= '' then group = tonumber(g) + 1 end
+      b.parts[group] = {f, flat[i + 1]}
+    elseif c == 69 then -- E
+      local h = unb36(string.match(f, '^E([^:]+)'))
+      if (h + 1) * DEDUP_SLOT <= now - HORIZON then redis.call('HDEL', K, f) end
+    elseif string.sub(f, 1, 2) == 'c:' then
+      local at = tonumber(string.match(flat[i + 1], '^([^|]+)'))
+      if at < now - CONTACT_KEEP then redis.call('HDEL', K, f) end
+    end
+  end
+  local moves = {}
+  for _, base in ipairs(order) do
+    local b = buckets[base]
+    local drop = false
+    if b.res == 72 and ch - b.idx >= HOUR_KEEP then
+      moves[#moves + 1] = {b.idx * 3600, 0, b, math.floor(b.idx / 24)}
+    elseif b.res == 68 and cd - b.idx >= DAY_KEEP then
+      moves[#moves + 1] = {b.idx * 86400, 1, b, b.idx}
+    elseif b.res == 87 and 7 * b.idx + 3 < cd - LONGEST + 1 then
+      drop = true
+    end
+    if drop then
+      for _, part in pairs(b.parts) do redis.call('HDEL', K, part[1]) end
+    end
+  end
+  table.sort(moves, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return a[2] < b[2]
+  end)
+  for _, m in ipairs(moves) do
+    local vec = {}
+    for g, part in pairs(m[3].parts) do
+      redis.call('HDEL', K, part[1])
+      decode_into(vec, part[2], GROUPS[g][1])
+    end
+    local target = day_target(m[4])
+    if target then merge_field(target, vec) end
+  end
+end
+
+if has_ops then
+  if wm == nil or math.floor(wm / 3600) ~= ch then settle() end
+
+  for i = 13, #ARGV, 2 do
+    local name, value = ARGV[i], ARGV[i + 1]
+    if name == 'pc' then
+      local old = redis.call('HGET', K, 'pc')
+      if old then
+        local merged = {}
+        for j = 1, #value do
+          local n = string.sub(value, j, j)
+          if n == '-' then n = string.sub(old, j, j) end
+          merged[j] = n
         end
-        move_aum(delta)
-      end
-    elseif kind == 'flow' then
-      move_aum(tonumber(value))
-    elseif kind == 'aum' then
-      -- A profile snapshot older than the last posting that moved AUM does not overwrite it.
-      local at = tonumber(redis.call('HGET', KEYS[2], 'aum_ts') or '')
-      if at == nil or ts >= at then
-        redis.call('HSET', KEYS[2], 'aum', num(tonumber(value)), 'aum_src', 'profile', 'aum_ts', num(ts))
-      end
-    elseif kind == 'track_aum' then
-      local aum = tonumber(redis.call('HGET', KEYS[2], 'aum') or '0')
-      local fx = 'x|aum_peak|d|' .. day
-      local old = tonumber(redis.call('HGET', KEYS[1], fx) or '')
-      if old == nil or aum > old then redis.call('HSET', KEYS[1], fx, num(aum)) end
-      if day == math.floor(now / 86400) then
-        redis.call('HSET', KEYS[1], 'l|aum_close|d|' .. day, num(aum))
+        value = table.concat(merged)
       end
     end
+    redis.call('HSET', K, name, value)
   end
-end
--- Only events that change state move the watermark: an outcome (a label, often stamped weeks
--- later and on another topic) must not make the customer's next postings look late.
-if has_ops and (wm == nil or ts > wm) then redis.call('HSET', KEYS[2], 'wm', num(ts)) end
 
-local result = read_result(status, now)
-if result_retention > 0 then
-  redis.call('HSET', KEYS[4], event_id, num(wall) .. '|' .. result)
-  if redis.call('HLEN', KEYS[4]) > 8 then
-    local rflat = redis.call('HGETALL', KEYS[4])
-    for i = 1, #rflat, 2 do
-      local at = tonumber(string.match(rflat[i + 1], '^([^|]+)|'))
-      if at < wall - result_retention then redis.call('HDEL', KEYS[4], rflat[i]) end
+  local delta = decode(ARGV[5])
+  local session = ARGV[7]
+  if session ~= '' then
+    local ss = redis.call('HGET', K, 'ss')
+    local tokens = {}
+    if ss then
+      for tok in string.gmatch(ss, '[^,]+') do tokens[#tokens + 1] = tok end
+    end
+    local known = false
+    for _, tok in ipairs(tokens) do if tok == session then known = true end end
+    if not known then
+      delta[SESSION_COL] = (delta[SESSION_COL] or 0) + 1
+      local kept = {session}
+      for j = 1, math.min(#tokens, SESSIONS_KEPT - 1) do kept[#kept + 1] = tokens[j] end
+      redis.call('HSET', K, 'ss', table.concat(kept, ','))
     end
   end
+  if next(delta) ~= nil then
+    local target
+    local hour = math.floor(ts / 3600)
+    if ch - hour < HOUR_KEEP then target = 'H' .. b36(hour) else target = day_target(math.floor(ts / 86400)) end
+    if target then merge_field(target, delta) end
+  end
+
+  if ARGV[6] ~= '' then
+    local cur = redis.call('HGET', K, 't')
+    local times = {}
+    if cur then times = decode(cur) end
+    local at = math.floor(ts)
+    for slot in string.gmatch(ARGV[6], '%d+') do
+      local j = tonumber(slot)
+      if times[j] == nil or at > times[j] then times[j] = at end
+    end
+    redis.call('HSET', K, 't', encode(times, NLAST))
+  end
+
+  local aum_kind = ARGV[8]
+  if aum_kind ~= '' then
+    local aum_s = redis.call('HGET', K, 'aum')
+    local aum = 0
+    if aum_s then aum = math.floor(tonumber(aum_s) * 100 + 0.5) end
+    local at = tonumber(redis.call('HGET', K, 'at') or '')
+    local new_at = at
+    local from_profile = false
+    local function move(delta_cents)
+      aum = math.max(aum + delta_cents, 0)
+      if new_at == nil or ts > new_at then new_at = ts end
+    end
+    if aum_kind == 'b' then
+      local old = redis.call('HGET', K, ARGV[9])
+      local v = tonumber(ARGV[10])
+      redis.call('HSET', K, ARGV[9], b36(v))
+      if ARGV[11] == '1' then
+        if old then
+          move(v - unb36(old))
+        elseif redis.call('HGET', K, 'as') == 'p' then
+          move(tonumber(ARGV[12]))
+        else
+          move(v)
+        end
+      end
+    elseif aum_kind == 'f' then
+      move(tonumber(ARGV[10]))
+    elseif at == nil or ts >= at then
+      -- A profile snapshot older than the last posting that moved AUM does not overwrite it.
+      aum = tonumber(ARGV[10])
+      new_at = ts
+      from_profile = true
+    end
+    redis.call('HSET', K, 'aum', string.format('%.15g', aum / 100))
+    if new_at ~= nil then redis.call('HSET', K, 'at', fmt(new_at)) end
+    if from_profile then redis.call('HSET', K, 'as', 'p') end
+    local seen = {}
+    for _, c in ipairs(AUM_COLS) do seen[c] = aum end
+    merge_field('D' .. b36(cd), seen)
+  end
+
+  if wm == nil or ts > wm then redis.call('HSET', K, 'wm', fmt(ts)) end
 end
-touch()
-return {status, result}
+
+redis.call('EXPIRE', K, TTL)
+local snap = snapshot(status, now)
+if RETENTION > 0 then
+  redis.call('SET', KEYS[2], fmt(wall) .. '|' .. snap, 'EX', RETENTION_EX)
+end
+return status .. '|' .. snap

@@ -1,49 +1,313 @@
-"""Window aggregation over time buckets: the read half of apply_event.lua, in Python.
+"""Time buckets: where an event's numbers go, how they age, and which windows count them.
 
->>> w, closes = aggregate_buckets({"s|tx_count|d|10": 2.0, "s|tx_count|d|2": 1.0}, now=10 * 86400.0)
->>> w["tx_count_7d"], w["tx_count_30d"]
-(2.0, 3.0)
+Pure; the in-memory twin runs these functions and ``apply_event.lua`` mirrors them line by line.
+
+A bucket is ``(resolution, index)`` with resolution ``H`` (UTC hour), ``D`` (UTC day) or ``W``
+(Monday-to-Sunday week; 1970-01-01 was a Thursday, so ``week = (day + 3) // 7``), and holds its
+columns sparsely (``{column: integer}``). Every number lives in exactly one bucket:
+
+- hour-resolution columns are written to the event's hour while it is under ``HOUR_KEEP`` (24)
+  hours old, else to its day while under ``DAY_KEEP`` (7) days old, else to its week while that
+  week is inside the longest window (90 days), else nowhere;
+- day-resolution columns (AUM max, min, close) are written to the current day;
+- as ``now`` moves, ``settle`` rolls hours of 24 h and more into their day (or week), days of 7 d
+  and more into their week, and drops weeks past the longest window, merging each column by its
+  aggregation (sum, max, min, last), oldest first.
+
+A window counts a bucket by time only, so rolling up never changes an aggregate:
+``1h``/``24h`` count hour buckets of age under 1/24 hours; ``7d`` counts everything whose day is
+under 7 days old (exact); a longer window of N days counts everything whose week ends at most N-1
+days ago: N to N+6 days. ``ago`` (AUM 7 days ago) is the close of the newest week bucket, i.e. the
+AUM at the end of the latest day at least 7 days old on which AUM was seen.
+
+>>> now = 20 * 86400.0
+>>> b = {("H", 480): {0: 2}, ("D", 15): {0: 1}, ("W", 2): {0: 4}}
+>>> agg, _ = aggregate(b, now)
+>>> [agg[0 * N_WIN + w] for w in range(N_WIN)]  # tx_count 1h, 24h, 7d, 30d, 35d, 90d
+[2, 2, 3, 7, 7, 7]
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
-from features.definitions import AUM_CLOSE_DAYS, DAY, HOUR, RETENTION_BUCKETS, WINDOWS
+from features.definitions import (
+    AGG_CODE,
+    COLUMN_GROUP_SIZES,
+    DAY,
+    DAY_KEEP,
+    HOUR,
+    HOUR_KEEP,
+    LONGEST_DAYS,
+    METRICS,
+    N_COLS,
+    N_WIN,
+    WINDOWS,
+    b36,
+    decode_vector,
+    encode_vector,
+)
+
+Key = tuple[str, int]
+Bucket = dict[int, int]
+AGGS: tuple[str, ...] = tuple(AGG_CODE[m.agg] for m in METRICS)
+# (is hour window, size, is long) per window
+_WSPEC: tuple[tuple[bool, int, bool], ...] = tuple(
+    (w.unit == "h", w.size, w.unit == "d" and w.size > DAY_KEEP) for w in WINDOWS
+)
 
 
-def current_buckets(now: float) -> dict[str, int]:
-    return {"h": int(now // HOUR), "d": int(now // DAY)}
+def hour_of(ts: float) -> int:
+    return math.floor(ts / HOUR)
 
 
-def aggregate_buckets(
-    buckets: Mapping[str, float], now: float
-) -> tuple[dict[str, float], dict[int, float]]:
-    """Window aggregates (``<metric>_<window>``) and daily AUM closes by days ago."""
-    current = current_buckets(now)
-    windows: dict[str, float] = {}
-    closes: dict[int, float] = {}
-    for field in sorted(buckets):
-        value = buckets[field]
-        agg, metric, res, bucket = field.split("|")
-        age = current[res] - int(bucket)
-        if age >= RETENTION_BUCKETS[res]:
+def day_of(ts: float) -> int:
+    return math.floor(ts / DAY)
+
+
+def week_of(day: int) -> int:
+    return (day + 3) // 7
+
+
+def week_kept(week: int, cd: int) -> bool:
+    """A week is kept while its last day is inside the longest window."""
+    return 7 * week + 3 >= cd - LONGEST_DAYS + 1
+
+
+def day_target(day: int, cd: int) -> Key | None:
+    if cd - day < DAY_KEEP:
+        return ("D", day)
+    week = week_of(day)
+    return ("W", week) if week_kept(week, cd) else None
+
+
+def place(ts: float, ch: int, cd: int) -> Key | None:
+    """The bucket of hour-resolution numbers at event time ``ts`` when now is (ch, cd)."""
+    hour = hour_of(ts)
+    if ch - hour < HOUR_KEEP:
+        return ("H", hour)
+    return day_target(day_of(ts), cd)
+
+
+def merge(dst: Bucket, src: Mapping[int, int]) -> None:
+    """Merge columns into a bucket, each by its aggregation."""
+    for c, v in src.items():
+        old = dst.get(c)
+        if old is None:
+            dst[c] = v
+        else:
+            a = AGGS[c]
+            if a == "s":
+                dst[c] = old + v
+            elif a == "x":
+                if v > old:
+                    dst[c] = v
+            elif a == "n":
+                if v < old:
+                    dst[c] = v
+            else:
+                dst[c] = v
+
+
+def settle(buckets: dict[Key, Bucket], ch: int, cd: int) -> None:
+    """Roll aged buckets up (oldest first) and drop the expired ones, in place."""
+    moves: list[tuple[int, int, Key]] = []
+    for key in list(buckets):
+        res, idx = key
+        if res == "H":
+            if ch - idx >= HOUR_KEEP:
+                moves.append((idx * HOUR, 0, key))
+        elif res == "D":
+            if cd - idx >= DAY_KEEP:
+                moves.append((idx * DAY, 1, key))
+        elif not week_kept(idx, cd):
+            del buckets[key]
+    moves.sort()
+    for _, rank, key in moves:
+        vec = buckets.pop(key)
+        target = day_target(key[1] // 24 if rank == 0 else key[1], cd)
+        if target is not None:
+            dst = buckets.get(target)
+            if dst is None:
+                buckets[target] = dict(vec)
+            else:
+                merge(dst, vec)
+
+
+def members(res: str, idx: int, ch: int, cd: int) -> tuple[int, ...]:
+    """The windows (indices into ``WINDOWS``) that count bucket (res, idx)."""
+    if res == "H":
+        day = idx // 24
+    elif res == "D":
+        day = idx
+    else:
+        day = -1
+    last_day = 7 * idx + 3 if res == "W" else 7 * week_of(day) + 3
+    out = []
+    for w, (hourly, size, long) in enumerate(_WSPEC):
+        if hourly:
+            ok = res == "H" and ch - idx < size
+        elif long:
+            ok = last_day >= cd - size + 1
+        else:
+            ok = res != "W" and cd - day < size
+        if ok:
+            out.append(w)
+    return tuple(out)
+
+
+def aggregate(
+    buckets: Mapping[Key, Mapping[int, int]], now: float
+) -> tuple[list[int | None], dict[int, int]]:
+    """Window aggregates (``column * N_WIN + window``) and closes at least 7 days old."""
+    ch, cd = hour_of(now), day_of(now)
+    agg: list[int | None] = [None] * (N_COLS * N_WIN)
+    ago: dict[int, int] = {}
+    ago_week: dict[int, int] = {}
+    for (res, idx), vec in buckets.items():
+        mem = members(res, idx, ch, cd)
+        for c, v in vec.items():
+            a = AGGS[c]
+            if a == "l":
+                if res == "W" and idx > ago_week.get(c, -(10**9)):
+                    ago_week[c] = idx
+                    ago[c] = v
+                continue
+            base = c * N_WIN
+            for w in mem:
+                i = base + w
+                old = agg[i]
+                if old is None:
+                    agg[i] = v
+                elif a == "s":
+                    agg[i] = old + v
+                elif a == "x":
+                    if v > old:
+                        agg[i] = v
+                elif v < old:
+                    agg[i] = v
+    return agg, ago
+
+
+def _column_groups() -> tuple[tuple[int, int], ...]:
+    """Column ranges [start, end) stored as separate hash fields (``COLUMN_GROUP_SIZES``)."""
+    out, start = [], 0
+    for size in COLUMN_GROUP_SIZES:
+        if start >= N_COLS:
+            break
+        out.append((start, min(start + size, N_COLS)))
+        start += size
+    if start < N_COLS:
+        out.append((start, N_COLS))
+    return tuple(out)
+
+
+COLUMN_GROUPS = _column_groups()
+
+
+def field_of(key: Key, group: int = 0) -> str:
+    """The hash field of a bucket's column group: ``H``/``D``/``W``, the index in base 36 and
+    ``.<group>`` after the first group."""
+    return key[0] + b36(key[1]) + (f".{group}" if group else "")
+
+
+def parse_field(name: str) -> tuple[Key, int]:
+    index, _, group = name[1:].partition(".")
+    return (name[0], int(index, 36)), int(group) if group else 0
+
+
+def decode_group(text: str, group: int, into: Bucket) -> None:
+    first = COLUMN_GROUPS[group][0]
+    for i, part in enumerate(text.split(",")):
+        if part:
+            into[first + i] = int(part, 36)
+
+
+def encode_bucket(vec: Mapping[int, int]) -> str:
+    full: list[int | None] = [None] * N_COLS
+    for c, v in vec.items():
+        full[c] = v
+    return encode_vector(full)
+
+
+def decode_bucket(text: str) -> Bucket:
+    if not text:
+        return {}
+    out: Bucket = {}
+    for i, part in enumerate(text.split(",")):
+        if part:
+            out[i] = int(part, 36)
+    return out
+
+
+__all__ = [
+    "AGGS",
+    "Bucket",
+    "Key",
+    "aggregate",
+    "decode_bucket",
+    "decode_vector",
+    "encode_bucket",
+    "merge",
+    "place",
+    "settle",
+]
+
+
+_HOUR_WINDOWS: tuple[int, ...] = tuple(i for i, (hourly, _, _) in enumerate(_WSPEC) if hourly)
+
+
+def add_to_aggregate(
+    agg: list[int | None], key: Key, delta: Mapping[int, int], ch: int, cd: int
+) -> None:
+    """Fold numbers just merged into bucket ``key`` into the aggregates (incremental upkeep;
+    exact because every window is a union of buckets and sum, max, min are associative)."""
+    mem = members(key[0], key[1], ch, cd)
+    for c, v in delta.items():
+        a = AGGS[c]
+        if a == "l":
             continue
-        if agg == "l":
-            if 0 <= age < AUM_CLOSE_DAYS:
-                closes[age] = value
+        base = c * N_WIN
+        for w in mem:
+            i = base + w
+            old = agg[i]
+            if old is None:
+                agg[i] = v
+            elif a == "s":
+                agg[i] = old + v
+            elif a == "x":
+                if v > old:
+                    agg[i] = v
+            elif v < old:
+                agg[i] = v
+
+
+def refresh_hour_windows(
+    agg: list[int | None], buckets: Mapping[Key, Mapping[int, int]], ch: int
+) -> None:
+    """Recompute the hour windows only (the hour moved, the day did not)."""
+    for c in range(N_COLS):
+        for w in _HOUR_WINDOWS:
+            agg[c * N_WIN + w] = None
+    for (res, idx), vec in buckets.items():
+        if res != "H":
             continue
-        for w in WINDOWS:
-            if w.resolution == res and 0 <= age < w.buckets:
-                key = f"{metric}_{w.name}"
-                old = windows.get(key)
-                if agg == "s":
-                    windows[key] = (old or 0.0) + value
-                elif old is None or value > old:
-                    windows[key] = value
-    return windows, closes
-
-
-def expired(field: str, now: float) -> bool:
-    _, _, res, bucket = field.split("|")
-    return current_buckets(now)[res] - int(bucket) >= RETENTION_BUCKETS[res]
+        mem = [w for w in _HOUR_WINDOWS if ch - idx < _WSPEC[w][1]]
+        if not mem:
+            continue
+        for c, v in vec.items():
+            a = AGGS[c]
+            base = c * N_WIN
+            for w in mem:
+                i = base + w
+                old = agg[i]
+                if old is None:
+                    agg[i] = v
+                elif a == "s":
+                    agg[i] = old + v
+                elif a == "x":
+                    if v > old:
+                        agg[i] = v
+                elif a == "n" and v < old:
+                    agg[i] = v

@@ -1,8 +1,14 @@
 """Redis key layout. Every key of a customer carries ``{customer_id}`` as its hash tag, so a
 Redis Cluster keeps one customer on one slot and a Lua script may touch all of them.
 
->>> CustomerKeys("vigil", "c42").all()[:2]
-('vigil:{c42}:b', 'vigil:{c42}:s')
+- ``<prefix>:{<customer>}:s`` — one hash holding the customer's whole state (see
+  docs/features.md): plain fields, time buckets, recent event digests, cooldowns and contacts;
+- ``<prefix>:{<customer>}:r:<digest>`` — the result of one applied event, kept a few minutes so a
+  redelivered event is decided again identically (expires on its own).
+
+>>> k = CustomerKeys("vigil", "c42")
+>>> k.state, k.result(bytes.fromhex("00ff00ff00ff00ff"))
+('vigil:{c42}:s', 'vigil:{c42}:r:00ff00ff00ff00ff')
 """
 
 from __future__ import annotations
@@ -19,35 +25,10 @@ class CustomerKeys:
         return f"{self.prefix}:{{{self.customer_id}}}:{suffix}"
 
     @property
-    def buckets(self) -> str:
-        """Hash of time buckets: ``<agg>|<metric>|<h|d>|<bucket index>`` -> number."""
-        return self._key("b")
-
-    @property
     def state(self) -> str:
-        """Hash of plain state: watermark, AUM, balances, last times, profile attributes."""
+        """The customer's hash (a listpack: every field and value is kept under 64 bytes)."""
         return self._key("s")
 
-    @property
-    def seen(self) -> str:
-        """Sorted set of recent event ids by event time (deduplication)."""
-        return self._key("e")
-
-    @property
-    def results(self) -> str:
-        """Hash of recent apply results by event id, so a redelivery decides the same again."""
-        return self._key("r")
-
-    @property
-    def fired(self) -> str:
-        """Hash of the latest alert per rule (cooldowns)."""
-        return self._key("f")
-
-    @property
-    def contacts(self) -> str:
-        """Sorted set of contacts by event time (contact policy)."""
-        return self._key("c")
-
-    def all(self) -> tuple[str, str, str, str, str, str]:
-        """The keys in the order the Lua scripts take them."""
-        return (self.buckets, self.state, self.seen, self.results, self.fired, self.contacts)
+    def result(self, digest: bytes) -> str:
+        """The stored result of the event whose id hashes to ``digest``."""
+        return self._key(f"r:{digest.hex()}")

@@ -1,28 +1,94 @@
-"""The Redis state store: one EVALSHA per event, all events of a batch in one pipeline."""
+"""The Redis state store: one EVALSHA per event, all events of a batch in one pipeline.
+
+Redis does the least it can: deduplicate, update and roll up the customer's hash and return it;
+window aggregates and features are computed here, by the same code as the twin's.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from importlib import resources
+from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
 from engine.errors import InfrastructureError
 from engine.ports import StoreLimits
 from engine.types import CustomerState, Effects, StateUpdate
-from features.buckets import aggregate_buckets
-from features.definitions import AUM_CLOSE_DAYS, RETENTION_BUCKETS, WINDOWS
+from features.buckets import AGGS, COLUMN_GROUPS, encode_bucket
+from features.definitions import (
+    AUM_COLS,
+    DAY_KEEP,
+    DEDUP_SLOT,
+    HOUR_KEEP,
+    LAST_TIMES,
+    LONGEST_DAYS,
+    SESSION_COL,
+    SESSIONS_KEPT,
+    event_digest,
+    fmt17,
+    plan_ops,
+)
 from features.keys import CustomerKeys
-from features.state import contact_member, decode_result, num
+from features.state import build_state, contact_field, decode_reply, split_fields
 
-_WINDOWS_ARG = ",".join(f"{w.name}:{w.resolution}:{w.buckets}" for w in WINDOWS)
-_RETENTION_ARG = ",".join(f"{res}:{n}" for res, n in RETENTION_BUCKETS.items())
+_AUM_KIND = {"balance": "b", "flow": "f", "aum": "a"}
 
 
 def _script(name: str) -> str:
     return resources.files("features").joinpath(name).read_text(encoding="utf-8")
+
+
+def render_apply_script(limits: StoreLimits) -> str:
+    """apply_event.lua with the catalog's layout and the store limits filled in."""
+    values = {
+        "AGGS": "".join(AGGS),
+        "GROUPS": "{" + ",".join(f"{{{a + 1},{b}}}" for a, b in COLUMN_GROUPS) + "}",
+        "NLAST": str(len(LAST_TIMES)),
+        "SESSION_COL": str(SESSION_COL + 1),
+        "SESSIONS_KEPT": str(SESSIONS_KEPT),
+        "AUM_MAX": str(AUM_COLS[0] + 1),
+        "AUM_MIN": str(AUM_COLS[1] + 1),
+        "AUM_CLOSE": str(AUM_COLS[2] + 1),
+        "HOUR_KEEP": str(HOUR_KEEP),
+        "DAY_KEEP": str(DAY_KEEP),
+        "LONGEST": str(LONGEST_DAYS),
+        "HORIZON": fmt17(limits.dedup_horizon),
+        "DEDUP_SLOT": str(DEDUP_SLOT),
+        "LATENESS": fmt17(limits.allowed_lateness),
+        "RETENTION": fmt17(limits.result_retention),
+        "RETENTION_EX": str(max(1, math.ceil(limits.result_retention) + 60)),
+        "TTL": str(int(limits.ttl)),
+        "CONTACT_KEEP": fmt17(limits.contact_retention),
+    }
+    src = _script("apply_event.lua")
+    for name, value in values.items():
+        src = src.replace(f"__{name}__", value)
+    return src
+
+
+def script_args(up: StateUpdate, wall: str, digest: bytes) -> list[bytes | str]:
+    """The ARGV of apply_event.lua for one event (see the script's header)."""
+    plan = plan_ops(up.ops)
+    args: list[bytes | str] = [
+        digest,
+        fmt17(up.ts),
+        wall,
+        "1" if up.ops else "0",
+        encode_bucket(plan.delta),
+        ",".join(str(s + 1) for s in plan.lasts),
+        plan.session,
+    ]
+    op = plan.aum
+    if op is None:
+        args += ["", "", "", "", ""]
+    else:
+        args += [_AUM_KIND[op.kind], op.name, str(int(op.value)), str(op.flag), str(op.amount)]
+    for name, value in plan.sets:
+        args += [name, value]
+    return args
 
 
 class RedisStateStore:
@@ -32,7 +98,7 @@ class RedisStateStore:
         self._redis = client
         self._limits = limits
         self._prefix = prefix
-        self._apply_src = _script("apply_event.lua")
+        self._apply_src = render_apply_script(limits)
         self._commit_src = _script("commit_effects.lua")
         self._apply_sha: str | None = None
         self._commit_sha: str | None = None
@@ -49,57 +115,46 @@ class RedisStateStore:
         self._apply_sha = await self._redis.script_load(self._apply_src)
         self._commit_sha = await self._redis.script_load(self._commit_src)
 
-    async def apply(self, updates: Sequence[StateUpdate], wall: float) -> list[CustomerState]:
+    async def apply_raw(self, updates: Sequence[StateUpdate], wall: float) -> list[bytes]:
+        """The scripts' raw replies (one round trip); ``apply`` decodes them."""
         if not updates:
             return []
-        lim = self._limits
-        fixed = (
-            num(wall),
-            num(lim.dedup_horizon),
-            num(lim.allowed_lateness),
-            num(lim.result_retention),
-            str(lim.ttl),
-            num(lim.contact_retention),
-            _WINDOWS_ARG,
-            _RETENTION_ARG,
-            str(AUM_CLOSE_DAYS),
-        )
+        wall_text = fmt17(wall)
+        prefix = self._prefix
 
-        def queue(pipe: aioredis.client.Pipeline) -> None:
+        def queue(pipe: Any) -> None:
+            sha = self._apply_sha
             for up in updates:
-                args: list[str] = [up.event_id, num(up.ts), *fixed]
-                for op in up.ops:
-                    args.extend(op.as_args())
-                keys = CustomerKeys(self._prefix, up.customer_id).all()
-                pipe.evalsha(self._apply_sha, len(keys), *keys, *args)  # type: ignore[arg-type]
+                keys = CustomerKeys(prefix, up.customer_id)
+                digest = event_digest(up.event_id)
+                args = script_args(up, wall_text, digest)
+                pipe.evalsha(sha, 2, keys.state, keys.result(digest), *args)
 
-        replies = await self._run(queue)
-        out = []
-        for up, (status, payload) in zip(updates, replies, strict=True):
-            doc = orjson.loads(payload)
-            out.append(decode_result(up.customer_id, doc, status.decode()))
-        return out
+        return await self._run(queue)
+
+    async def apply(self, updates: Sequence[StateUpdate], wall: float) -> list[CustomerState]:
+        replies = await self.apply_raw(updates, wall)
+        return [decode_reply(up.customer_id, r) for up, r in zip(updates, replies, strict=True)]
 
     async def commit(self, effects: Sequence[Effects]) -> None:
         todo = [e for e in effects if e]
         if not todo:
             return
 
-        def queue(pipe: aioredis.client.Pipeline) -> None:
+        def queue(pipe: Any) -> None:
             for eff in todo:
-                keys = CustomerKeys(self._prefix, eff.customer_id)
+                key = CustomerKeys(self._prefix, eff.customer_id).state
                 args: list[str] = [str(self._limits.ttl), str(len(eff.fired))]
                 for rule_id, fired in sorted(eff.fired.items()):
-                    args += [rule_id, num(fired.ts), fired.decision_id]
+                    args += [rule_id, fmt17(fired.ts), fired.decision_id]
                 for contact in eff.contacts:
-                    args += [contact_member(contact), num(contact.ts)]
-                pipe.evalsha(self._commit_sha, 2, keys.fired, keys.contacts, *args)  # type: ignore[arg-type]
+                    args += contact_field(contact)
+                pipe.evalsha(self._commit_sha, 1, key, *args)
 
         await self._run(queue)
 
-    async def _run(self, queue: object) -> list:  # type: ignore[type-arg]
+    async def _run(self, queue: Callable[[Any], None]) -> list[Any]:
         """Run one pipeline (one round trip); load the scripts first if Redis lost them."""
-        assert callable(queue)
         for attempt in (1, 2):
             try:
                 if self._apply_sha is None:
@@ -119,31 +174,17 @@ class RedisStateStore:
         raise InfrastructureError("unreachable")  # pragma: no cover
 
     async def read(self, customer_id: str) -> CustomerState | None:
-        keys = CustomerKeys(self._prefix, customer_id)
+        """The customer's state as of their watermark; read-only (one HGETALL)."""
+        key = CustomerKeys(self._prefix, customer_id).state
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hgetall(keys.buckets)
-            pipe.hgetall(keys.state)
-            pipe.hgetall(keys.fired)
-            pipe.zrange(keys.contacts, 0, -1, withscores=True)
-            buckets, state, fired, contacts = await pipe.execute()
+            flat = await self._redis.hgetall(key)
         except (RedisError, OSError) as exc:
             raise InfrastructureError(f"Redis failed: {type(exc).__name__}: {exc}") from exc
-        if not state:
+        pairs = [x for k, v in flat.items() for x in (k, v)]
+        buckets, fields = split_fields(pairs)
+        if "wm" not in fields:
             return None
-        str_state = {k.decode(): v.decode() for k, v in state.items()}
-        now = float(str_state.get("wm", 0.0))
-        windows, closes = aggregate_buckets({k.decode(): float(v) for k, v in buckets.items()}, now)
-        doc = {
-            "st": "applied",
-            "now": now,
-            "w": windows,
-            "l": closes,
-            "s": str_state,
-            "f": {k.decode(): v.decode() for k, v in fired.items()},
-            "c": [x for m, score in contacts for x in (m.decode(), score)],
-        }
-        return decode_result(customer_id, doc)
+        return build_state(customer_id, "applied", float(fields["wm"]), buckets, fields)
 
     async def ping(self) -> bool:
         try:

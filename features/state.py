@@ -1,58 +1,89 @@
-"""Decoding a store's apply result into a ``CustomerState``; shared by every store."""
+"""Building a ``CustomerState`` from a store's raw state; shared by every store."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from engine.types import ApplyStatus, Contact, CustomerState, Fired
-from features.definitions import RawState, derive, profile_of
+from features.buckets import Bucket, Key, aggregate, decode_group, parse_field
+from features.definitions import derive_vector, fmt17, profile_of
+
+num = fmt17
 
 
-def decode_result(
-    customer_id: str, doc: Mapping[str, Any], status: ApplyStatus | None = None
+def build_state(
+    customer_id: str,
+    status: ApplyStatus,
+    now: float,
+    buckets: Mapping[Key, Mapping[int, int]],
+    fields: Mapping[str, str],
+    aggregates: tuple[list[int | None], dict[int, int]] | None = None,
 ) -> CustomerState:
-    """Build the state from the store's raw document (``st, now, w, s, l, f, c``).
-
-    ``status`` overrides the document's own (a redelivery returns the first result, stamped
-    ``applied``, with the status ``duplicate``).
-    """
-    windows = doc.get("w") or {}
-    closes = doc.get("l") or {}
-    state = doc.get("s") or {}
-    raw = RawState(
-        now=float(doc["now"]),
-        windows={k: float(v) for k, v in windows.items()},
-        state=dict(state),
-        closes={int(k): float(v) for k, v in closes.items()},
-    )
-    fired = {}
-    for rule_id, stamp in (doc.get("f") or {}).items():
-        at, _, decision_id = str(stamp).partition("|")
-        fired[rule_id] = Fired(float(at), decision_id)
-    flat = doc.get("c") or []
-    contacts = []
-    for i in range(0, len(flat), 2):
-        decision_id, action_id, channel = str(flat[i]).split("|", 2)
-        contacts.append(Contact(float(flat[i + 1]), channel, decision_id, action_id))
+    """The state from buckets and plain fields (the same for the Redis reply and the twin,
+    which passes its incrementally kept ``aggregates``)."""
+    agg, ago = aggregates if aggregates is not None else aggregate(buckets, now)
+    fired: dict[str, Fired] = {}
+    contacts: list[Contact] = []
+    for name, value in fields.items():
+        if name[1:2] != ":":
+            continue
+        if name[0] == "f":
+            at, _, decision_id = value.partition("|")
+            fired[name[2:]] = Fired(float(at), decision_id)
+        elif name[0] == "c":
+            decision_id, _, action_id = name[2:].partition("|")
+            at, _, channel = value.partition("|")
+            contacts.append(Contact(float(at), channel, decision_id, action_id))
+    if len(contacts) > 1:
+        contacts.sort(key=lambda c: (c.ts, f"{c.decision_id}|{c.action_id}|{c.channel}"))
     return CustomerState(
         customer_id=customer_id,
-        status=status or doc["st"],
-        now=raw.now,
-        features=derive(raw),
-        profile=profile_of(raw),
+        status=status,
+        now=now,
+        features=derive_vector(now, agg, fields, ago),
+        profile=profile_of(fields),
         fired=fired,
         contacts=tuple(contacts),
     )
 
 
-def contact_member(contact: Contact) -> str:
-    return f"{contact.decision_id}|{contact.action_id}|{contact.channel}"
+def split_fields(flat: list[Any]) -> tuple[dict[Key, Bucket], dict[str, str]]:
+    """Buckets and plain fields from a flat ``[field, value, ...]`` list (digests skipped)."""
+    buckets: dict[Key, Bucket] = {}
+    fields: dict[str, str] = {}
+    it = iter(flat)
+    for name, value in zip(it, it, strict=True):
+        if isinstance(name, bytes):
+            if name[:1] == b"E":
+                continue
+            name = name.decode()
+            value = value.decode()
+        first = name[0]
+        if first in ("H", "D", "W"):
+            key, group = parse_field(name)
+            bucket = buckets.get(key)
+            if bucket is None:
+                bucket = buckets[key] = {}
+            decode_group(value, group, bucket)
+        elif first != "E":
+            fields[name] = value
+    return buckets, fields
 
 
-def num(x: float) -> str:
-    """A float as the Lua scripts write it (``%.17g``): both stores keep identical strings."""
-    return format(x, ".17g")
+def decode_reply(customer_id: str, reply: bytes) -> CustomerState:
+    """A state from the apply script's reply: ``<status>|<json [status, now, field, value...]>``."""
+    status, _, body = reply.partition(b"|")
+    doc = orjson.loads(body)
+    buckets, fields = split_fields(doc[2:])
+    return build_state(customer_id, status.decode(), float(doc[1]), buckets, fields)  # type: ignore[arg-type]
+
+
+def contact_field(contact: Contact) -> tuple[str, str]:
+    """The hash field and value recording a contact."""
+    return f"c:{contact.decision_id}|{contact.action_id}", f"{fmt17(contact.ts)}|{contact.channel}"
 
 
 def state_as_dict(state: CustomerState) -> dict[str, Any]:

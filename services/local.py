@@ -270,7 +270,8 @@ def render_redis_conf(settings: Settings, layout: RunLayout) -> str:
         f"logfile {_redis_quote(str(layout.redis_log))}",
         "dbfilename dump.rdb",
         "save 3600 1 300 100 60 10000",
-        "appendonly no",
+        "appendonly yes",
+        "appendfsync everysec",
     ]
     password = redis_password(settings)
     if password:

@@ -51,5 +51,8 @@ def run_worker(settings: Settings) -> None:
     if w.metrics_port:
         start_http_server(w.metrics_port, addr=w.metrics_host)
     app = build_worker(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    # Faust names two levels its own way.
+    level = settings.log_level.lower()
+    level = {"warning": "warn", "critical": "crit"}.get(level, level)
+    worker = faust.Worker(app, loglevel=level, quiet=True)
     worker.execute_from_commandline()

@@ -178,3 +178,14 @@ async def test_customers_are_independent(store: StateStore) -> None:
     )
     assert [s.status for s in states] == ["applied", "applied"]
     assert [s.features["outflow_1h"] for s in states] == [3.0, 4.0]
+
+
+async def test_a_redelivery_sees_effects_committed_since_its_first_run(store: StateStore) -> None:
+    await store.apply([tx("e1", T0, 100.0), tx("e2", T0 + 60, 5.0)], wall=0.0)
+    contact = Contact(T0, "sms", "d1", "sms_offer")
+    await store.commit([Effects("c1", {"r1": Fired(T0, "d1")}, (contact,))])
+    again = await store.apply([tx("e2", T0 + 60, 5.0)], wall=1.0)
+    assert again[0].status == "duplicate"
+    assert again[0].features["outflow_1h"] == 105.0  # features as first decided
+    assert again[0].fired == {"r1": Fired(T0, "d1")}  # but cooldowns and contacts as now
+    assert again[0].contacts == (contact,)

@@ -1,0 +1,287 @@
+"""End-to-end benchmark: Vigil's worker against a bare aiokafka baseline, on the real Kafka/Redis.
+
+    .venv/bin/python bench/bench_e2e.py [--rate 1000] [--seconds 20] [--burst 20000]
+
+For each contender (the baseline, then the Vigil worker) in the same run:
+- fixed rate: a load generator publishes simulated events at --rate for --seconds; an observer
+  reads the output topic; latency = time the output is readable by the observer minus the time
+  the event was handed to the producer (both on this machine's clock). p50 / p99 / p99.9.
+- full speed: --burst events are published first, then the contender starts; throughput = events
+  / (time of the last output - time of the first output).
+
+The baseline is a bare aiokafka consumer that decodes each event (orjson) and produces a small
+reply keyed by customer_id to another topic: no features, no models, no rules. Vigil's figures
+are reported as ratios to it. Everything runs on 127.0.0.1, bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.config import Settings  # noqa: E402
+from services.topics import ensure_topics  # noqa: E402
+from simulator.bank import simulate  # noqa: E402
+
+BASELINE = r"""
+import asyncio, sys, orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+async def main(bootstrap, source, sink, group):
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group,
+                                auto_offset_reset="earliest", enable_auto_commit=True)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks="all")
+    await consumer.start(); await producer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=100, max_records=500)
+            futures = []
+            for records in batch.values():
+                for r in records:
+                    event = orjson.loads(r.value)
+                    reply = {"event_id": event["event_id"], "sent": event.get("bench_sent_at")}
+                    futures.append(await producer.send(sink, orjson.dumps(reply), key=r.key))
+            if futures:
+                await asyncio.gather(*futures)
+    finally:
+        await consumer.stop(); await producer.stop()
+asyncio.run(main(*sys.argv[1:5]))
+"""
+
+
+def events(n: int, seed: int = 11) -> list[dict[str, Any]]:
+    customers = max(50, n // 150)
+    out: list[dict[str, Any]] = []
+    for e in simulate(customers=customers, days=60, seed=seed):
+        out.append(e)
+        if len(out) >= n:
+            break
+    return out
+
+
+async def publish(
+    settings: Settings, topic: str, batch: list[dict[str, Any]], rate: float | None
+) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=0)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = []
+        for i, e in enumerate(batch):
+            e = {**e, "bench_sent_at": time.time()}
+            pending.append(
+                await producer.send(topic, orjson.dumps(e), key=e["customer_id"].encode())
+            )
+            if rate:
+                ahead = (i + 1) / rate - (time.perf_counter() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+async def observe(
+    settings: Settings, topic: str, expected: int, timeout: float, skip_prefix: str | None = None
+) -> tuple[list[float], float, float]:
+    """Latencies (seconds) of the first `expected` outputs, and first/last arrival times."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    latencies: list[float] = []
+    seen: set[str] = set()
+    first = last = 0.0
+    deadline = time.monotonic() + timeout
+    try:
+        while len(seen) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.time()
+            for records in batch.values():
+                for r in records:
+                    doc = orjson.loads(r.value)
+                    if doc["event_id"] in seen:
+                        continue
+                    seen.add(doc["event_id"])
+                    sent = doc.get("sent") or (doc.get("input") or {}).get("bench_sent_at")
+                    if skip_prefix and doc["event_id"].startswith(skip_prefix):
+                        continue
+                    if sent:
+                        latencies.append(now - float(sent))
+                    first = first or now
+                    last = now
+    finally:
+        await consumer.stop()
+    return latencies, first, last
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def start_contender(kind: str, settings: Settings, group: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    source = settings.kafka.topic("transactions")
+    if kind == "baseline":
+        sink = settings.kafka.topic("alerts") + ".baseline"
+        cmd = [
+            sys.executable,
+            "-c",
+            BASELINE,
+            settings.kafka.bootstrap_servers,
+            source,
+            sink,
+            group,
+        ]
+    else:
+        env.update(
+            VIGIL_KAFKA__TOPIC_PREFIX=settings.kafka.topic_prefix,
+            VIGIL_KAFKA__CONSUMER_GROUP=group,
+            VIGIL_REDIS__KEY_PREFIX=settings.redis.key_prefix + group,
+            VIGIL_WORKER__METRICS_PORT="0",
+            VIGIL_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        )
+        cmd = [sys.executable, "-m", "engine.cli", "worker"]
+    log = open(ROOT / ".run" / f"bench-{kind}.log", "ab")  # noqa: SIM115
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def output_topic(kind: str, settings: Settings) -> str:
+    if kind == "baseline":
+        return settings.kafka.topic("alerts") + ".baseline"
+    return settings.kafka.topic("decisions")
+
+
+async def run_one(
+    kind: str,
+    settings: Settings,
+    load: list[dict[str, Any]],
+    rate: float,
+    burst: list[dict[str, Any]],
+) -> dict[str, float]:
+    source = settings.kafka.topic("transactions")
+    out = output_topic(kind, settings)
+    # fixed rate: contender up first, then the load
+    group = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
+    proc = start_contender(kind, settings, group)
+    # warm-up: measure only once the contender answers (consumer group joined, caches warm)
+    warm = [{**e, "event_id": f"warm-{kind}-{i}"} for i, e in enumerate(load[:200])]
+    observer = asyncio.create_task(observe(settings, out, len(warm), timeout=120))
+    await publish(settings, source, warm, 100.0)
+    await observer
+    observer = asyncio.create_task(
+        observe(settings, out, len(warm) + len(load), timeout=120, skip_prefix="warm-")
+    )
+    await publish(settings, source, load, rate)
+    latencies, _, _ = await observer
+    proc.terminate()
+    proc.wait(30)
+    # full speed: backlog first (on fresh topics), then the contender
+    burst_settings = settings.model_copy(
+        update={
+            "kafka": settings.kafka.model_copy(
+                update={"topic_prefix": settings.kafka.topic_prefix + "burst."}
+            )
+        }
+    )
+    await ensure_topics(burst_settings)
+    if kind == "baseline":
+        await _create(burst_settings, output_topic(kind, burst_settings))
+    await publish(burst_settings, burst_settings.kafka.topic("transactions"), burst, None)
+    proc = start_contender(kind, burst_settings, group + "-burst")
+    _, first, last = await observe(
+        burst_settings, output_topic(kind, burst_settings), len(burst), timeout=300
+    )
+    proc.terminate()
+    proc.wait(30)
+    return {
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "p999_ms": percentile(latencies, 0.999) * 1000,
+        "measured": float(len(latencies)),
+        "throughput_eps": len(burst) / (last - first) if last > first else float("nan"),
+    }
+
+
+async def _create(settings: Settings, topic: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        if topic not in existing:
+            await admin.create_topics([NewTopic(topic, settings.kafka.partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--burst", type=int, default=20000)
+    args = parser.parse_args()
+    run = uuid.uuid4().hex[:6]
+    base = Settings()
+    settings = base.model_copy(
+        update={"kafka": base.kafka.model_copy(update={"topic_prefix": f"bench{run}."})}
+    )
+    load = events(int(args.rate * args.seconds), seed=11)
+    burst = events(args.burst, seed=12)
+    results = {}
+    for kind in ("baseline", "vigil"):
+        # each contender gets its own topics: neither sees the other's backlog
+        own = settings.model_copy(
+            update={
+                "kafka": settings.kafka.model_copy(
+                    update={"topic_prefix": f"{settings.kafka.topic_prefix}{kind}."}
+                )
+            }
+        )
+        await ensure_topics(own)
+        await _create(own, output_topic("baseline", own))
+        results[kind] = await run_one(kind, own, load, args.rate, burst)
+        print(kind, {k: round(v, 2) for k, v in results[kind].items()}, flush=True)
+    b, v = results["baseline"], results["vigil"]
+    print(
+        orjson.dumps(
+            {
+                "settings": {
+                    "rate": args.rate,
+                    "seconds": args.seconds,
+                    "burst": args.burst,
+                    "partitions": settings.kafka.partitions,
+                    "batch_max": settings.worker.batch_max,
+                    "batch_within_seconds": settings.worker.batch_within_seconds,
+                },
+                "baseline": b,
+                "vigil": v,
+                "ratios": {
+                    "throughput": v["throughput_eps"] / b["throughput_eps"],
+                    "p50": v["p50_ms"] / b["p50_ms"],
+                    "p99": v["p99_ms"] / b["p99_ms"],
+                    "p999": v["p999_ms"] / b["p999_ms"],
+                },
+            },
+            option=orjson.OPT_INDENT_2,
+        ).decode()
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
