@@ -9,7 +9,7 @@ VENV := .venv
 RUN := $(VENV)/bin
 VIGIL := $(RUN)/vigil
 
-.PHONY: env services test lint typecheck unit demo stop clean help
+.PHONY: env services browser test lint typecheck unit demo stop clean help
 
 help:
 	@echo "make demo   - start Kafka, Redis, a worker and the API; publish a simulated bank; show alerts"
@@ -35,7 +35,10 @@ typecheck: env
 unit: env
 	$(RUN)/pytest -q tests/unit engine features rules actions online_models simulator api
 
-test: env lint typecheck services
+browser:
+	bash scripts/install_browser.sh
+
+test: env lint typecheck services browser
 	$(RUN)/pytest -q
 
 demo: services

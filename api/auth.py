@@ -5,8 +5,8 @@
 prints the hash of a key.
 
 >>> keys = parse_api_keys("ops:read+subscribe:" + hash_key("s3cret"))
->>> authenticate("s3cret", keys).scopes
-frozenset({'read', 'subscribe'})
+>>> sorted(authenticate("s3cret", keys).scopes)
+['read', 'subscribe']
 >>> authenticate("wrong", keys) is None
 True
 """

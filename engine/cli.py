@@ -20,8 +20,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-rules_app = typer.Typer(help="Check and test rule folders.", no_args_is_help=True)
-app.add_typer(rules_app, name="rules")
 
 
 def _settings() -> Settings:
@@ -33,9 +31,11 @@ def _settings() -> Settings:
 
 
 def _register_subcommands() -> None:
+    from rules.cli import rules_app
     from services.cli import services_app
 
     app.add_typer(services_app, name="services")
+    app.add_typer(rules_app, name="rules")
     try:
         from simulator.cli import simulate_command
     except ImportError:  # pragma: no cover - the simulator ships with the package
@@ -121,20 +121,6 @@ def customer(customer_id: str) -> None:
         typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
 
     asyncio.run(read())
-
-
-@rules_app.command("check")
-def rules_check(folder: Path) -> None:
-    """Validate a rule folder: exit 0, or 1 with file, line and reason."""
-    from online_models.catalog import model_names
-    from rules.loader import load_rules
-
-    try:
-        ruleset = load_rules(folder, model_names())
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(f"ok: {len(ruleset.rules)} rules, version {ruleset.version}")
 
 
 @app.command()

@@ -28,8 +28,8 @@ class RuleError(ConfigError):
         self.reason = reason
         self.line = line
         where = f"{file}:{line}" if line is not None else file
-        what = f" rule {rule!r}" if rule else ""
-        super().__init__(f"{where}:{what}: {reason}")
+        what = f" rule {rule!r}:" if rule else ""
+        super().__init__(f"{where}:{what} {reason}")
 
 
 class CatalogError(ConfigError):

@@ -54,8 +54,8 @@ def assert_same_outputs(live: dict[str, list[dict[str, Any]]], twin: MemorySink)
         live_ids = by_id(live[role], key)
         twin_ids = by_id(twin.values(role), key)
         assert set(live_ids) == set(twin_ids), f"{role}: lost or extra ids"
-        repeated = {k: v for k, v in live_ids.items() if len(v) != 1}
-        assert not repeated, f"{role}: a repeated id carries different content"
+        repeated = {k: sorted(v) for k, v in live_ids.items() if len(v) != 1}
+        assert not repeated, f"{role}: a repeated id carries different content: {repeated}"
         assert live_ids == twin_ids, f"{role}: content differs from the undisturbed run"
     if live["actions"]:
         keys = {a["action_msg_id"]: a["idempotency_key"] for a in live["actions"]}

@@ -75,19 +75,24 @@ async def test_worker_killed_repeatedly_mid_stream(
         s, ((("transactions"), orjson.loads(v)["customer_id"].encode(), v) for v in lines)
     )
 
-    kills = 0
-    for wait in (6.0, 5.0, 5.0):  # start-up takes ~3-4 s: each run processes a part, then dies
+    decided_before_kill: list[int] = []
+    for _ in range(3):
+        # each run makes some progress (at least 300 more events decided), then dies by SIGKILL
         worker.start()
-        await asyncio.sleep(wait)
+        target = (decided_before_kill[-1] if decided_before_kill else 0) + 300
+        seen = await read_topic(
+            s, "decisions", lambda m, t=target: len({d["event_id"] for d in m}) >= t, 120
+        )
         worker.kill()
-        kills += 1
+        decided_before_kill.append(len({d["event_id"] for d in seen}))
+    # the kills really landed mid-stream: some but not all events were decided before the last
+    assert 0 < decided_before_kill[0] < decided_before_kill[-1] < len(lines), decided_before_kill
     worker.start()
     live = await collect(s, len(lines), timeout=240)
     assert worker.alive(), worker.log_tail()
     worker.stop()
 
     twin_sink, twin_store = await twin_run(s, lines)
-    assert kills == 3
     assert_same_outputs(live, twin_sink)
     await assert_same_state(s, twin_store, customers_of(lines))
 

@@ -613,6 +613,10 @@ def engine_metrics() -> dict[str, tuple[str, ...]]:
     from prometheus_client.metrics import MetricWrapperBase
 
     module = importlib.import_module("engine.metrics")
+    # Every process's metrics: the worker's, the API's and the learner's, wherever defined.
+    for other in ("api.metrics", "online_models.metrics"):
+        if importlib.util.find_spec(other) is not None:
+            importlib.import_module(other)
     families = []
     for value in vars(module).values():
         if isinstance(value, MetricWrapperBase):
