@@ -8,10 +8,16 @@ README and this file in agreement.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
+from typing import ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.events import CHANNELS
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 # Shipped rule files and action catalog live in the packages, wherever they are installed.
@@ -92,16 +98,89 @@ class WorkerSettings(BaseModel):
 
 
 class PolicySettings(BaseModel):
-    """The contact policy: who may be contacted, how often, and when."""
+    """The contact policy (who may be contacted, how often, when) and the lead funnel.
+
+    Validated at load: an unknown time zone, channel or tier, or a malformed cap is refused with a
+    message naming it. ``actions.policy.compile_policy`` turns this into the checks; docs/actions.md
+    explains each setting.
+    """
 
     model_config = _FROZEN
 
     default_timezone: str = "Asia/Shanghai"
     quiet_hours_start: int = Field(default=21, ge=0, le=23)
     quiet_hours_end: int = Field(default=8, ge=0, le=23)
+    # The channels quiet hours apply to (calls and SMS: a push or an e-mail waits in the app/inbox).
+    quiet_hours_channels: tuple[str, ...] = ("sms", "robot_call", "rm_call")
     max_contacts_7d: int = Field(default=3, ge=0)
+    # At most this many contacts in any rolling 24 hours, all channels together.
+    max_contacts_24h: int = Field(default=1, ge=0)
+    # The cap of a channel without an entry in ``channel_caps``.
     max_per_channel_7d: int = Field(default=2, ge=0)
+    # Per-channel caps over rolling event-time windows: "<max>/<window>", window like 7d or 12h.
+    channel_caps: dict[str, str] = {
+        "sms": "2/7d",
+        "robot_call": "1/14d",
+        "rm_call": "1/14d",
+        "rm_handoff": "1/30d",
+    }
     complaint_suppression_days: int = Field(default=30, ge=0)
+    # Contacts the whole bank may make per channel per day (its day in ``default_timezone``).
+    daily_capacity: dict[str, int] = {"rm_call": 500, "rm_handoff": 100}
+    # The lead funnel: lead score >= high -> offline RM (tiers below only), >= mid -> remote RM.
+    lead_high_threshold: float = Field(default=0.75, ge=0, le=1)
+    lead_mid_threshold: float = Field(default=0.5, ge=0, le=1)
+    lead_score_models: tuple[str, ...] = ("churn_risk",)
+    offline_rm_tiers: tuple[Literal["long_tail", "basic", "affluent"], ...] = ("affluent",)
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @field_validator("quiet_hours_channels")
+    @classmethod
+    def _known_channels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        cls._check_channels(value)
+        return value
+
+    @field_validator("channel_caps")
+    @classmethod
+    def _caps(cls, value: dict[str, str]) -> dict[str, str]:
+        cls._check_channels(value)
+        for channel, cap in value.items():
+            if not cls._CAP.match(cap):
+                raise ValueError(
+                    f"cap {cap!r} of channel {channel!r} is not like '2/7d' (max/window)"
+                )
+        return value
+
+    @field_validator("daily_capacity")
+    @classmethod
+    def _capacity(cls, value: dict[str, int]) -> dict[str, int]:
+        cls._check_channels(value)
+        negative = sorted(c for c, n in value.items() if n < 0)
+        if negative:
+            raise ValueError(f"daily capacity of {negative} is negative")
+        return value
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> PolicySettings:
+        if self.lead_mid_threshold > self.lead_high_threshold:
+            raise ValueError("lead_mid_threshold is above lead_high_threshold")
+        return self
+
+    _CAP: ClassVar[re.Pattern[str]] = re.compile(r"^\s*\d+\s*/\s*\d+\s*[smhd]\s*$")
+
+    @staticmethod
+    def _check_channels(channels: Iterable[str]) -> None:
+        unknown = sorted(set(channels) - set(CHANNELS))
+        if unknown:
+            raise ValueError(f"unknown channel(s) {unknown}; known: {list(CHANNELS)}")
 
 
 class ApiSettings(BaseModel):

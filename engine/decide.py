@@ -1,19 +1,36 @@
 """One decision, from an event and the customer's state after it. Pure: no I/O, no clock.
 
-score -> rules -> next-best action -> the alert, action and audit records. The same function
-runs live, in the API's what-if and in replay; it depends only on its arguments.
+score -> rules -> lead grade -> experiments -> next-best action under the contact policy -> the
+alert, action and audit records. The same function runs live, in the API's what-if and in replay;
+it depends only on its arguments.
+
+Propensities for arbitration come from ``ctx.scorer.propensities(features, action_ids)`` when
+the scorer has that method (the ``offer_response`` model: action id -> (propensity, cold)), asked
+for the eligible candidates only; otherwise, and for a cold action, from the catalog's prior.
+The bank-wide daily capacity already used per channel is passed in ``capacity_used`` (counted by
+the store); the capacity a decision takes is returned in ``Decision.reservations`` so the store
+can count it idempotently.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from actions.catalog import ActionCatalog
-from actions.nba import NbaOutcome, choose
-from actions.policy import PolicyContext, customer_timezone
+from actions.experiments import ExperimentView
+from actions.experiments import view as experiment_view
+from actions.nba import NO_ACTION, NbaOutcome, choose
+from actions.policy import (
+    CapacityReservation,
+    CompiledPolicy,
+    PolicyContext,
+    compile_policy,
+    customer_timezone,
+)
+from actions.routing import grade_lead
 from engine.config import PolicySettings
 from engine.events import AnyEvent, event_to_dict, iso
 from engine.types import ActionOut, AlertOut, Contact, CustomerState, Effects, Fired, ModelScore
@@ -39,21 +56,39 @@ class Decision:
     actions: tuple[ActionOut, ...]
     effects: Effects
     record: dict[str, Any]
+    # Daily channel capacity this decision takes: the store adds each key to its (channel, day)
+    # set in the same commit as the effects (a redelivery adds nothing new).
+    reservations: tuple[CapacityReservation, ...] = ()
 
 
 @dataclass(frozen=True)
 class DecisionContext:
-    """What a decision reads besides the event and the state: versions and configuration."""
+    """What a decision reads besides the event and the state: versions and configuration.
+
+    Built once per rule set; ``compiled_policy`` and ``rule_types`` are derived here.
+    """
 
     scorer: ModelScorer
     rules: RuleSet
     catalog: ActionCatalog
     policy: PolicySettings
     audit_features: tuple[str, ...]
+    compiled_policy: CompiledPolicy = field(init=False, repr=False, compare=False)
+    rule_types: Mapping[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compiled_policy", compile_policy(self.policy))
+        types = {r.id: r.spec.alert_type for r in self.rules.rules}
+        object.__setattr__(self, "rule_types", types)
 
 
 def decide(
-    event: AnyEvent, state: CustomerState, ctx: DecisionContext, decided_at: float
+    event: AnyEvent,
+    state: CustomerState,
+    ctx: DecisionContext,
+    decided_at: float,
+    *,
+    capacity_used: Mapping[str, int] | None = None,
 ) -> Decision:
     decision_id = stable_id("d", event.customer_id, event.event_id)
     fields = event_to_dict(event)
@@ -79,24 +114,46 @@ def decide(
             decision_id=decision_id,
         )
     event_time, decision_time = iso(event.epoch), iso(decided_at)
-    tz, tz_default = customer_timezone(state.profile, ctx.policy)
-    nba = (
-        choose(
-            outcome.hits,
-            tier,
-            ctx.catalog,
-            PolicyContext(
+    policy = ctx.compiled_policy
+    tz, tz_default = customer_timezone(state.profile, policy)
+    hits = outcome.hits
+    experiments = experiment_view(
+        ctx.catalog,
+        event.customer_id,
+        event.epoch,
+        [h.alert_type for h in hits],
+        state.fired,
+        ctx.rule_types,
+        decision_id,
+    )
+    nba = NO_ACTION
+    if hits:
+        lead = grade_lead(
+            [(h.rule_id, h.severity) for h in hits],
+            {m: scores[m].score for m in policy.lead_models if m in scores and not scores[m].cold},
+            high=policy.lead_high,
+            mid=policy.lead_mid,
+        )
+        source = getattr(ctx.scorer, "propensities", None)
+        nba = choose(
+            hits,
+            tier=tier,
+            segment=state.profile.get("segment"),
+            env=env,
+            catalog=ctx.catalog,
+            policy=policy,
+            ctx=PolicyContext(
                 ts=event.epoch,
                 profile=state.profile,
                 contacts=state.contacts,
                 days_since_last_complaint=float(features.get("days_since_last_complaint", 9999.0)),
                 decision_id=decision_id,
+                capacity_used=capacity_used or {},
             ),
-            ctx.policy,
+            lead=lead,
+            propensities=(lambda ids: source(features, ids)) if callable(source) else None,
+            experiment=experiments,
         )
-        if outcome.hits
-        else NbaOutcome(None, (), "none")
-    )
 
     score_values = {name: s.score for name, s in scores.items()}
     alerts = tuple(
@@ -131,7 +188,7 @@ def decide(
                 event_id=event.event_id,
                 customer_id=event.customer_id,
                 action_id=spec.id,
-                channel=spec.channel,
+                channel=nba.chosen.channel,
                 goal=spec.goal,
                 template_id=spec.template_id,
                 priority=round(nba.chosen.priority, 6),
@@ -142,7 +199,7 @@ def decide(
                 catalog_version=ctx.catalog.version,
             ),
         )
-        contacts = (Contact(event.epoch, spec.channel, decision_id, spec.id),)
+        contacts = (Contact(event.epoch, nba.chosen.channel, decision_id, spec.id),)
     effects = Effects(
         customer_id=event.customer_id,
         fired={a.rule_id: Fired(event.epoch, decision_id) for a in alerts},
@@ -161,8 +218,11 @@ def decide(
         event_time=event_time,
         decision_time=decision_time,
         timezone=(tz, tz_default),
+        experiments=experiments,
+        capacity_used=capacity_used or {},
     )
-    return Decision(decision_id, alerts, actions, effects, record)
+    reservations = (nba.reservation,) if nba.reservation is not None else ()
+    return Decision(decision_id, alerts, actions, effects, record, reservations)
 
 
 def _audit_record(
@@ -179,6 +239,8 @@ def _audit_record(
     event_time: str,
     decision_time: str,
     timezone: tuple[str, bool],
+    experiments: ExperimentView,
+    capacity_used: Mapping[str, int],
 ) -> dict[str, Any]:
     """The decision explains itself: inputs, features used, versions, what fired and why."""
     features = state.features
@@ -207,23 +269,66 @@ def _audit_record(
             "errors": [{"rule_id": s.rule_id, "reason": s.reason} for s in outcome.errors],
         },
         "alerts": [a.alert_id for a in alerts],
-        "actions": {
-            "chosen": [a.action_id for a in actions],
-            "lead_grade": nba.lead_grade,
-            "catalog_version": ctx.catalog.version,
-            "candidates": [
-                {
-                    "action_id": c.action.id,
-                    "channel": c.action.channel,
-                    "priority": round(c.priority, 6),
-                    "propensity": c.propensity,
-                    "status": c.status,
-                }
-                for c in nba.candidates
+        "actions": _actions_record(nba, actions, ctx, capacity_used),
+        "timezone": {"name": timezone[0], "default_used": timezone[1]},
+        "experiment": experiments.record(),
+    }
+
+
+def _actions_record(
+    nba: NbaOutcome,
+    actions: tuple[ActionOut, ...],
+    ctx: DecisionContext,
+    capacity_used: Mapping[str, int],
+) -> dict[str, Any]:
+    """Arbitration explained: the lead and its route through the funnel, every candidate with
+    why it lost, the actions that were not eligible, and the capacity taken."""
+    lead = nba.lead
+    return {
+        "chosen": [a.action_id for a in actions],
+        "lead_grade": nba.lead_grade,
+        "lead": None
+        if lead is None
+        else {
+            "score": lead.score,
+            "grade": lead.grade,
+            "evidence": dict(lead.evidence),
+            "layer": nba.chosen.layer if nba.chosen is not None else None,
+            "fell": [
+                {"layer": s.layer, "reasons": list(s.reasons)}
+                for s in nba.route
+                if s.result == "fell"
             ],
         },
-        "timezone": {"name": timezone[0], "default_used": timezone[1]},
-        "experiment": None,
+        "route": [
+            {"layer": s.layer, "result": s.result, "reasons": list(s.reasons)} for s in nba.route
+        ],
+        "catalog_version": ctx.catalog.version,
+        "policy_version": ctx.compiled_policy.version,
+        "candidates": [
+            {
+                "action_id": action.id,
+                "channel": channel,
+                "layer": layer,
+                "priority": round(priority, 6),
+                "propensity": propensity,
+                "propensity_source": source,
+                "status": status,
+                "stage": stage,
+            }
+            for (priority, propensity, source, action, channel, layer), (
+                status,
+                stage,
+            ) in nba.rows()
+        ],
+        "ineligible": [{"action_id": i.action_id, "reason": i.reason} for i in nba.ineligible],
+        "capacity": {
+            "used": dict(capacity_used),
+            "reserved": [
+                {"channel": r.channel, "day": r.day, "key": r.key}
+                for r in ((nba.reservation,) if nba.reservation else ())
+            ],
+        },
     }
 
 
