@@ -54,3 +54,13 @@ RETRIES = Counter("vigil_batch_retries_total", "Batches retried after an infrast
 RULE_RELOAD_FAILURES = Counter(
     "vigil_rule_reload_failures_total", "Changed rule files refused (the old set keeps serving)"
 )
+EXPERIMENT_EXPOSURES = Counter(
+    "vigil_experiment_exposures_total",
+    "Customers first exposed to an experiment, by variant (control included)",
+    ["experiment", "variant"],
+)
+EXPERIMENT_OUTCOMES = Counter(
+    "vigil_experiment_outcomes_total",
+    "Outcomes of exposed customers by variant: uplift = a variant's rate minus control's",
+    ["experiment", "variant", "label"],
+)

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from actions.catalog import ActionCatalog
+from actions.experiments import experiment_counts
+from actions.policy import CapacityReservation, bank_day
 from engine import metrics
 from engine.clock import Clock
 from engine.config import Settings
@@ -125,14 +127,32 @@ class DecisionPipeline:
             StateUpdate(ev.customer_id, ev.event_id, ev.epoch, ops_for_dict(ev.__dict__))
             for _, ev in valid
         ]
-        states = await self.store.apply(updates, wall=now)
+        ctx = self.context()
+        policy = ctx.compiled_policy
+        # Bank-wide daily capacity: read with the features, one round trip for the batch.
+        capacity_keys = sorted(
+            {
+                (channel, bank_day(ev.epoch, policy))
+                for _, ev in valid
+                for channel in policy.daily_capacity
+            }
+        )
+        states, capacity = await self.store.apply_with_capacity(updates, now, capacity_keys)
         t_state = time.perf_counter()
 
-        ctx = self.context()
         batch_effects: dict[str, Effects] = {}
+        reservations: dict[str, CapacityReservation] = {}
         for (rec, event), state in zip(valid, states, strict=True):
             state = with_batch_effects(state, batch_effects.get(event.customer_id))
-            decision = decide(event, state, ctx, decided_at=now)
+            day = bank_day(event.epoch, policy) if policy.daily_capacity else ""
+            used = {
+                channel: capacity.get((channel, day), 0)
+                + sum(1 for r in reservations.values() if r.channel == channel and r.day == day)
+                for channel in policy.daily_capacity
+            }
+            decision = decide(event, state, ctx, decided_at=now, capacity_used=used)
+            for r in decision.reservations:
+                reservations[r.key] = r
             result.decisions.append(decision)
             if decision.effects:
                 batch_effects[event.customer_id] = merge_effects(
@@ -148,7 +168,7 @@ class DecisionPipeline:
             if state.status == "duplicate":
                 result.duplicates += 1
         t_decide = time.perf_counter()
-        await self.store.commit(list(batch_effects.values()))
+        await self.store.commit(list(batch_effects.values()), list(reservations.values()))
         t_commit = time.perf_counter()
         await self.sink.emit(out)
         t_emit = time.perf_counter()
@@ -177,7 +197,13 @@ class DecisionPipeline:
         for s in decision.record["rules"]["suppressed"]:
             metrics.SUPPRESSIONS.labels(s["reason"]).inc()
         for c in decision.record["actions"]["candidates"]:
-            if c["status"] not in ("chosen", "outranked"):
+            # routing outcomes (above the lead's layer, outranked) are not suppressions
+            if c.get("stage") in ("policy", "experiment"):
                 metrics.SUPPRESSIONS.labels(c["status"]).inc()
+        exposures, outcomes = experiment_counts(decision.record)
+        for experiment, variant in exposures:
+            metrics.EXPERIMENT_EXPOSURES.labels(experiment, variant).inc()
+        for experiment, variant, label in outcomes:
+            metrics.EXPERIMENT_OUTCOMES.labels(experiment, variant, label).inc()
         for e in decision.record["rules"]["errors"]:
             metrics.RULE_ERRORS.labels(e["rule_id"]).inc()

@@ -13,7 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from actions.policy import CapacityReservation
 from engine.types import CustomerState, Effects, StateUpdate
+
+# (channel, bank day "YYYY-MM-DD"): the unit of the bank-wide daily capacity.
+CapacityKey = tuple[str, str]
+CAPACITY_TTL_SECONDS = 3 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +43,18 @@ class StateStore(Protocol):
         """
         ...
 
-    async def commit(self, effects: Sequence[Effects]) -> None:
-        """Record cooldowns and contacts of decisions. Idempotent."""
+    async def apply_with_capacity(
+        self, updates: Sequence[StateUpdate], wall: float, capacity: Sequence[CapacityKey]
+    ) -> tuple[list[CustomerState], dict[CapacityKey, int]]:
+        """``apply``, plus how much of each (channel, bank day) capacity is already reserved,
+        read in the same round trip."""
+        ...
+
+    async def commit(
+        self, effects: Sequence[Effects], reservations: Sequence[CapacityReservation] = ()
+    ) -> None:
+        """Record cooldowns and contacts of decisions, and the daily capacity they reserved.
+        Idempotent: a reservation is a member of a set, counted once however often it comes."""
         ...
 
     async def read(self, customer_id: str) -> CustomerState | None:

@@ -13,7 +13,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from engine.ports import StoreLimits
+from actions.policy import CapacityReservation
+from engine.ports import CapacityKey, StoreLimits
 from engine.types import CustomerState, Effects, StateUpdate
 from features.buckets import (
     Bucket,
@@ -68,7 +69,14 @@ class MemoryStateStore:
     def __init__(self, limits: StoreLimits) -> None:
         self._limits = limits
         self._customers: dict[str, _Customer] = {}
+        self._capacity: dict[CapacityKey, set[str]] = {}
         self.round_trips = 0
+
+    async def apply_with_capacity(
+        self, updates: Sequence[StateUpdate], wall: float, capacity: Sequence[CapacityKey]
+    ) -> tuple[list[CustomerState], dict[CapacityKey, int]]:
+        states = await self.apply(updates, wall)
+        return states, {key: len(self._capacity.get(key, ())) for key in capacity}
 
     async def apply(self, updates: Sequence[StateUpdate], wall: float) -> list[CustomerState]:
         if updates:
@@ -204,7 +212,11 @@ class MemoryStateStore:
         agg, ago = _aggregates(cust, now)
         return build_state(cid, status, now, cust.buckets, cust.fields, (agg, ago))  # type: ignore[arg-type]
 
-    async def commit(self, effects: Sequence[Effects]) -> None:
+    async def commit(
+        self, effects: Sequence[Effects], reservations: Sequence[CapacityReservation] = ()
+    ) -> None:
+        for r in reservations:
+            self._capacity.setdefault((r.channel, r.day), set()).add(r.key)
         for eff in effects:
             if not eff:
                 continue

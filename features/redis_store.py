@@ -14,8 +14,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
+from actions.policy import CapacityReservation
 from engine.errors import InfrastructureError
-from engine.ports import StoreLimits
+from engine.ports import CAPACITY_TTL_SECONDS, CapacityKey, StoreLimits
 from engine.types import CustomerState, Effects, StateUpdate
 from features.buckets import AGGS, COLUMN_GROUPS, encode_bucket
 from features.definitions import (
@@ -136,12 +137,46 @@ class RedisStateStore:
         replies = await self.apply_raw(updates, wall)
         return [decode_reply(up.customer_id, r) for up, r in zip(updates, replies, strict=True)]
 
-    async def commit(self, effects: Sequence[Effects]) -> None:
+    def _capacity_key(self, key: CapacityKey) -> str:
+        channel, day = key
+        return f"{self._prefix}:cap:{{{channel}}}:{day}"
+
+    async def apply_with_capacity(
+        self, updates: Sequence[StateUpdate], wall: float, capacity: Sequence[CapacityKey]
+    ) -> tuple[list[CustomerState], dict[CapacityKey, int]]:
+        if not capacity:
+            return await self.apply(updates, wall), {}
+        wall_text = fmt17(wall)
+        prefix = self._prefix
+
+        def queue(pipe: Any) -> None:
+            sha = self._apply_sha
+            for up in updates:
+                keys = CustomerKeys(prefix, up.customer_id)
+                digest = event_digest(up.event_id)
+                pipe.evalsha(
+                    sha, 2, keys.state, keys.result(digest), *script_args(up, wall_text, digest)
+                )
+            for key in capacity:
+                pipe.scard(self._capacity_key(key))
+
+        replies = await self._run(queue)
+        states = [decode_reply(up.customer_id, r) for up, r in zip(updates, replies, strict=False)]
+        counts = dict(zip(capacity, (int(n) for n in replies[len(updates) :]), strict=True))
+        return states, counts
+
+    async def commit(
+        self, effects: Sequence[Effects], reservations: Sequence[CapacityReservation] = ()
+    ) -> None:
         todo = [e for e in effects if e]
-        if not todo:
+        if not todo and not reservations:
             return
 
         def queue(pipe: Any) -> None:
+            for r in reservations:
+                key = self._capacity_key((r.channel, r.day))
+                pipe.sadd(key, r.key)
+                pipe.expire(key, CAPACITY_TTL_SECONDS)
             for eff in todo:
                 key = CustomerKeys(self._prefix, eff.customer_id).state
                 args: list[str] = [str(self._limits.ttl), str(len(eff.fired))]

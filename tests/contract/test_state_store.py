@@ -189,3 +189,19 @@ async def test_a_redelivery_sees_effects_committed_since_its_first_run(store: St
     assert again[0].features["outflow_1h"] == 105.0  # features as first decided
     assert again[0].fired == {"r1": Fired(T0, "d1")}  # but cooldowns and contacts as now
     assert again[0].contacts == (contact,)
+
+
+async def test_daily_capacity_is_counted_once_per_reservation(store: StateStore) -> None:
+    from actions.policy import CapacityReservation
+
+    day = ("rm_call", "2026-01-01")
+    other = ("rm_call", "2026-01-02")
+    _, before = await store.apply_with_capacity([tx("e1", T0, 1.0)], 0.0, [day, other])
+    assert before == {day: 0, other: 0}
+    first = CapacityReservation("rm_call", "2026-01-01", "d1:rm_call_retention")
+    second = CapacityReservation("rm_call", "2026-01-01", "d2:rm_call_retention")
+    await store.commit([], [first, second])
+    await store.commit([], [first])  # a redelivered decision reserves nothing more
+    states, after = await store.apply_with_capacity([tx("e2", T0 + 1, 1.0)], 0.0, [day, other])
+    assert after == {day: 2, other: 0}
+    assert states[0].features["tx_count_1h"] == 2.0
