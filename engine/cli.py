@@ -124,6 +124,14 @@ def customer(customer_id: str) -> None:
 
 
 @app.command()
+def learner() -> None:
+    """Run the learner: learn every model from decisions and late outcomes, publish snapshots."""
+    from streams.learner import learner_command
+
+    learner_command()
+
+
+@app.command()
 def api(
     host: Annotated[str | None, typer.Option(help="Bind address (default from settings).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,

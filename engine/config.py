@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.events import CHANNELS
+from online_models.settings import ModelSettings
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 # Shipped rule files and action catalog live in the packages, wherever they are installed.
@@ -218,6 +219,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     policy: PolicySettings = PolicySettings()
     api: ApiSettings = ApiSettings()
+    models: ModelSettings = ModelSettings()
     services: ServiceSettings = ServiceSettings()
     rules_dir: Path = _PACKAGE_ROOT / "rules" / "default"
     actions_catalog: Path = _PACKAGE_ROOT / "actions" / "catalog.yaml"

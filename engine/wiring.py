@@ -11,8 +11,9 @@ from engine.config import Settings
 from engine.pipeline import DecisionPipeline
 from engine.ports import OutputSink, StateStore, StoreLimits
 from features.redis_store import RedisStateStore
-from online_models.catalog import model_names
+from online_models.catalog import build_catalog, model_names
 from online_models.scorer import ModelScorer
+from online_models.settings import model_settings
 from rules.reload import RuleSetHolder
 
 
@@ -33,18 +34,26 @@ def redis_store(settings: Settings) -> RedisStateStore:
     )
 
 
+def default_scorer(settings: Settings) -> ModelScorer:
+    ms = model_settings(settings)
+    return ModelScorer.fresh(settings.model_seed, build_catalog(ms.challenger, ms.min_examples))
+
+
 def build_pipeline(
     settings: Settings,
     sink: OutputSink,
     store: StateStore | None = None,
     clock: Clock | None = None,
     rules: RuleSetHolder | None = None,
+    scorer: ModelScorer | None = None,
 ) -> tuple[DecisionPipeline, RuleSetHolder]:
+    """``scorer``: replay passes its learner's (``Learner.scorer()``); by default fresh models
+    with the configured challenger (the worker then installs the latest snapshots)."""
     holder = rules or RuleSetHolder(settings.rules_dir, model_names())
     pipeline = DecisionPipeline(
         store=store or redis_store(settings),
         sink=sink,
-        scorer=ModelScorer.fresh(settings.model_seed),
+        scorer=scorer or default_scorer(settings),
         rules=holder,
         catalog=load_catalog(settings.actions_catalog),
         settings=settings,

@@ -1,53 +1,85 @@
 """Scoring every decision with every model: plain dicts in, scores out.
 
+Workers hold a ``ModelScorer`` and hot-swap its models when the learner publishes a newer
+snapshot (``install``); the object itself never changes, so the pipeline keeps its reference.
+
 >>> scorer = ModelScorer.fresh(seed=7)
 >>> scores = scorer.score({"aum_drop_from_peak_30d_pct": 10.0})
 >>> scores["churn_risk"].cold, scores["churn_risk"].score
 (True, 0.05)
+>>> scorer.propensities({}, ["call_back"])["call_back"]
+(0.1, True)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.types import ModelScore
-from online_models.catalog import CATALOG, ModelSpec
+from online_models.catalog import ModelCatalog, ModelSpec, build_catalog
+from online_models.snapshots import Snapshot, decode_snapshot, encode_snapshot
+
+OFFER_SNAPSHOT = "offer_response"
 
 
-@dataclass
+def model_inputs(names: Iterable[str], features: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric inputs of a model; a missing, non-numeric or non-finite feature is 0.0.
+
+    >>> model_inputs(("a", "b", "c", "d"), {"a": 2, "b": None, "d": float("nan")})
+    {'a': 2.0, 'b': 0.0, 'c': 0.0, 'd': 0.0}
+    """
+    x: dict[str, float] = {}
+    for name in names:
+        value = features.get(name)
+        if value.__class__ is float:  # the common case, first
+            x[name] = value if value - value == 0.0 else 0.0
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            f = float(value)
+            x[name] = f if f - f == 0.0 else 0.0
+        else:
+            x[name] = 0.0
+    return x
+
+
+@dataclass(slots=True)
 class LiveModel:
+    """One River model and what it has learned: examples, and the snapshot it came from."""
+
     spec: ModelSpec
     model: Any
     examples: int = 0
+    snapshot: int = 0  # the published snapshot number it was installed from (0: fresh)
 
     @property
     def cold(self) -> bool:
         return self.examples < self.spec.min_examples
 
-    def inputs(self, features: Mapping[str, Any]) -> dict[str, float]:
-        x = {}
-        for name in self.spec.inputs:
-            value = features.get(name, 0.0)
-            x[name] = float(value) if isinstance(value, (int, float)) else 0.0
-        return x
+    @property
+    def version(self) -> str:
+        """``<spec version>.<snapshot number>``: the decision record names both."""
+        return f"{self.spec.version}.{self.snapshot}"
 
-    def score(self, features: Mapping[str, Any]) -> ModelScore:
-        if self.cold:
-            return ModelScore(self.spec.name, self.spec.version, self.spec.prior, True)
-        x = self.inputs(features)
+    def inputs(self, features: Mapping[str, Any]) -> dict[str, float]:
+        return model_inputs(self.spec.inputs, features)
+
+    def predict(self, x: Mapping[str, float]) -> float:
+        """The model's own answer (even while cold): P(label) or the anomaly score."""
         if self.spec.kind == "classifier":
-            value = float(self.model.predict_proba_one(x).get(True, self.spec.prior))
+            value = float(self.model.predict_proba_one(x).get(True, 0.5))
         else:
             value = float(self.model.score_one(x))
-        if not math.isfinite(value):
-            value = self.spec.prior
-        return ModelScore(self.spec.name, self.spec.version, value, False)
+        return value if math.isfinite(value) else self.spec.prior
 
-    def learn(self, features: Mapping[str, Any], label: bool | None = None) -> None:
-        x = self.inputs(features)
+    def score(self, features: Mapping[str, Any]) -> ModelScore:
+        """What a decision sees: the prior while cold, else the model's answer."""
+        if self.cold:
+            return ModelScore(self.spec.name, self.version, self.spec.prior, True)
+        return ModelScore(self.spec.name, self.version, self.predict(self.inputs(features)), False)
+
+    def learn(self, x: Mapping[str, float], label: bool | None = None) -> None:
         if self.spec.kind == "classifier":
             self.model.learn_one(x, bool(label))
         else:
@@ -57,16 +89,82 @@ class LiveModel:
 
 @dataclass
 class ModelScorer:
-    """Every catalog model, scored on each decision."""
+    """Every catalog model, scored on each decision; offer propensities per action."""
 
     models: dict[str, LiveModel] = field(default_factory=dict)
+    offers: dict[str, LiveModel] = field(default_factory=dict)
+    offer_spec: ModelSpec | None = None
+    offer_snapshot: int = 0
 
     @classmethod
-    def fresh(cls, seed: int) -> ModelScorer:
-        return cls({s.name: LiveModel(s, s.build(seed)) for s in CATALOG})
+    def fresh(cls, seed: int, catalog: ModelCatalog | None = None) -> ModelScorer:
+        cat = catalog or build_catalog()
+        return cls({s.name: LiveModel(s, s.build(seed)) for s in cat.specs()}, {}, cat.offer_spec())
 
     def score(self, features: Mapping[str, Any]) -> dict[str, ModelScore]:
+        """Champions and shadow challengers; rules can read only the champions."""
         return {name: m.score(features) for name, m in self.models.items()}
 
+    def propensities(
+        self, features: Mapping[str, Any], actions: Iterable[str] | None = None
+    ) -> dict[str, tuple[float, bool]]:
+        """``{action_id: (propensity, cold)}``: the ``offer_response`` model of each action.
+
+        With ``actions``, every one of them is answered (an action never offered yet gets the
+        prior, cold); without, the actions that have a model.
+        """
+        spec = self.offer_spec
+        wanted = list(self.offers) if actions is None else list(actions)
+        out: dict[str, tuple[float, bool]] = {}
+        x: dict[str, float] | None = None
+        for action in wanted:
+            live = self.offers.get(action)
+            if live is None or live.cold:
+                out[action] = (spec.prior if spec else 0.0, True)
+                continue
+            if x is None:
+                x = live.inputs(features)
+            out[action] = (live.predict(x), False)
+        return out
+
     def versions(self) -> dict[str, str]:
-        return {name: m.spec.version for name, m in self.models.items()}
+        return {name: m.version for name, m in self.models.items()}
+
+    def snapshot_numbers(self) -> dict[str, int]:
+        """The published snapshot each model (and the offer models) was installed from."""
+        out = {name: m.snapshot for name, m in self.models.items()}
+        if self.offer_spec is not None:
+            out[OFFER_SNAPSHOT] = self.offer_snapshot
+        return out
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def export(self, name: str, created: float = 0.0) -> bytes:
+        """The stamped snapshot of one model (or of every offer model, ``offer_response``)."""
+        if name == OFFER_SNAPSHOT:
+            if self.offer_spec is None:
+                raise KeyError(name)
+            state = {a: (m.model, m.examples) for a, m in sorted(self.offers.items())}
+            examples = sum(m.examples for m in self.offers.values())
+            return encode_snapshot(self.offer_spec, state, examples, created)
+        live = self.models[name]
+        return encode_snapshot(live.spec, live.model, live.examples, created)
+
+    def install(self, name: str, number: int, blob: bytes) -> Snapshot:
+        """Replace a model by a published snapshot; ``SnapshotError`` and nothing changes when
+        the snapshot is corrupt or was made by another River version or model version."""
+        if name == OFFER_SNAPSHOT:
+            if self.offer_spec is None:
+                raise KeyError(name)
+            snap = decode_snapshot(blob, self.offer_spec)
+            offers = {
+                action: LiveModel(self.offer_spec, model, examples, number)
+                for action, (model, examples) in dict(snap.state).items()
+            }
+            self.offers = offers  # one assignment: a decision sees the old or the new set
+            self.offer_snapshot = number
+            return snap
+        current = self.models[name]
+        snap = decode_snapshot(blob, current.spec)
+        self.models[name] = LiveModel(current.spec, snap.state, snap.header.examples, number)
+        return snap

@@ -21,7 +21,9 @@ from engine.config import Settings
 from engine.dead_letter import InputRecord
 from engine.errors import InfrastructureError
 from engine.pipeline import DecisionPipeline
+from online_models.settings import model_settings  # [models]
 from rules.reload import RuleSetHolder
+from streams.model_store import model_swapper  # [models]
 
 log = logging.getLogger(__name__)
 EXIT_UNFINISHED_BATCH = 75
@@ -57,9 +59,11 @@ def register(
 ) -> None:
     w = settings.worker
     source = app.topic(*settings.kafka.input_topics, key_type=bytes, value_type=bytes)
+    models = model_swapper(settings, pipeline.scorer)  # [models] hot-swap of model snapshots
 
     @app.agent(source, name="vigil.decide")
     async def decide_events(stream: Any) -> None:
+        await models.poll()  # [models] the first batch is scored by the latest snapshot
         async for events in stream.take_events(w.batch_max, within=w.batch_within_seconds):
             records = [to_input(e) for e in events]
             task = asyncio.ensure_future(
@@ -80,3 +84,8 @@ def register(
     @app.timer(interval=w.rules_reload_seconds)
     async def reload_rules() -> None:
         rules.check()
+
+    # [models] newer model snapshots: compare numbers (one small read), swap between batches
+    @app.timer(interval=model_settings(settings).poll_seconds)
+    async def reload_models() -> None:
+        await models.poll()

@@ -1,0 +1,65 @@
+"""The learner process's driver over the in-memory twins: batches of raw records in, snapshots
+published, restored after a restart with at most one snapshot interval of learning lost."""
+
+from __future__ import annotations
+
+import orjson
+
+from online_models.catalog import build_catalog
+from online_models.labels import DAY, MemoryLabelStore
+from online_models.learner import Learner, LearnerConfig
+from online_models.snapshots import MemorySnapshotStore
+from streams.learner import LearnerRunner
+from tests.unit.test_models_learner import T0, decision, outcome, outcome_record
+
+
+def runner(snapshots: MemorySnapshotStore, labels: MemoryLabelStore) -> LearnerRunner:
+    learner = Learner(LearnerConfig(lateness=0.0), build_catalog())
+    return LearnerRunner(learner, labels, snapshots)
+
+
+def batch(start: int, n: int) -> list[bytes]:
+    out = []
+    for i in range(start, start + n):
+        out.append(orjson.dumps(decision(f"c{i}", T0 + i, closure_page_views_30d=float(i % 2))))
+        label = "churned" if i % 2 else "retained"
+        out.append(orjson.dumps(outcome_record(outcome(f"c{i}", label, T0 + DAY))))
+    return out
+
+
+async def test_bad_records_are_counted_and_the_batch_goes_on() -> None:
+    r = runner(MemorySnapshotStore(), MemoryLabelStore())
+    await r.start()
+    await r.process([b"not json", b"[1, 2]", b'{"event_type": 5}', *batch(0, 3)])
+    assert r.learner.counts["bad_records"] == 2
+    assert r.learner.scorer().models["churn_risk"].examples == 3
+
+
+async def test_publish_only_when_something_was_learned() -> None:
+    snapshots = MemorySnapshotStore()
+    r = runner(snapshots, MemoryLabelStore())
+    await r.start()
+    assert await r.publish() == {}
+    await r.process(batch(0, 5))
+    published = await r.publish()
+    assert published == {"churn_risk": 1, "asset_drop": 1, "offer_response": 1, "learner": 1}
+    assert await r.publish() == {}
+    assert r.learner.scorer().models["churn_risk"].version.endswith(".1")
+
+
+async def test_a_restart_restores_the_last_snapshot_and_loses_at_most_one_interval() -> None:
+    snapshots, labels = MemorySnapshotStore(), MemoryLabelStore()
+    first = runner(snapshots, labels)
+    await first.start()
+    await first.process(batch(0, 40))
+    await first.publish()  # a snapshot interval ends
+    await first.process(batch(40, 10))  # learned, never published: the process dies here
+    assert first.learner.scorer().models["churn_risk"].examples == 50
+
+    second = runner(snapshots, labels)
+    await second.start()
+    restored = second.learner.scorer().models["churn_risk"]
+    assert restored.examples == 40 and restored.version.endswith(".1")
+    assert second.learner.health()["models"]["churn_risk"]["labelled"] == 40
+    await second.process(batch(50, 5))
+    assert second.learner.scorer().models["churn_risk"].examples == 45
