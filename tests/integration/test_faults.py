@@ -132,7 +132,10 @@ async def test_redis_restarted_mid_stream(
     worker = WorkerProcess(env_for_settings(s), tmp_path / "worker.log").start()
     cleanup.append(worker.kill)
     await produce(s, (("transactions", orjson.loads(v)["customer_id"].encode(), v) for v in lines))
-    await asyncio.sleep(6.0)
+    progress = await read_topic(
+        s, "decisions", lambda m: len({d["event_id"] for d in m}) >= 300, 120
+    )
+    assert len({d["event_id"] for d in progress}) < len(lines)
     layout = local.RunLayout.of(s)
     await asyncio.to_thread(
         _restart, layout.redis_pid, lambda: local.up(s, echo=lambda _: None), 3.0
@@ -157,7 +160,11 @@ async def test_kafka_restarted_mid_stream(
     worker = WorkerProcess(env_for_settings(s), tmp_path / "worker.log").start()
     cleanup.append(worker.kill)
     await produce(s, (("transactions", orjson.loads(v)["customer_id"].encode(), v) for v in lines))
-    await asyncio.sleep(6.0)
+    # restart once the worker is well into the stream, and check it had not finished
+    progress = await read_topic(
+        s, "decisions", lambda m: len({d["event_id"] for d in m}) >= 300, 120
+    )
+    assert len({d["event_id"] for d in progress}) < len(lines)
     layout = local.RunLayout.of(s)
     await asyncio.to_thread(
         _restart, layout.kafka_pid, lambda: local.up(s, echo=lambda _: None), 3.0
