@@ -3,6 +3,9 @@
     .venv/bin/python bench/bench_e2e.py [--rate 1000] [--seconds 20] [--burst 20000]
 
 For each contender (the baseline, then the Vigil worker) in the same run:
+The contenders: the baseline, a bare Faust pass-through (what the framework alone costs), then
+the Vigil worker.
+
 - fixed rate: a load generator publishes simulated events at --rate for --seconds; an observer
   reads the output topic; latency = time the output is readable by the observer minus the time
   the event was handed to the producer (both on this machine's clock). p50 / p99 / p99.9.
@@ -58,6 +61,30 @@ async def main(bootstrap, source, sink, group):
     finally:
         await consumer.stop(); await producer.stop()
 asyncio.run(main(*sys.argv[1:5]))
+"""
+
+
+# The same pass-through as BASELINE, but as a Faust agent taking batches like Vigil's: what the
+# stream framework alone costs (Faust is fixed by the product owner).
+FAUST = r"""
+import asyncio, sys, orjson, faust
+bootstrap, source, sink, group = sys.argv[1:5]
+app = faust.App(group, broker=f"kafka://{bootstrap}", key_serializer="raw", value_serializer="raw",
+    topic_allow_declare=False, topic_disable_leader=True, consumer_auto_offset_reset="earliest",
+    producer_linger=0.0, web_enabled=False, store="memory://", datadir=f"/tmp/vigil-bench-{group}")
+@app.agent(app.topic(source, key_type=bytes, value_type=bytes))
+async def passthrough(stream):
+    async for events in stream.take_events(200, within=0.001):
+        futures = []
+        for e in events:
+            event = orjson.loads(e.value)
+            reply = {"event_id": event["event_id"], "sent": event.get("bench_sent_at")}
+            futures.append(
+                await app.producer.send(sink, e.key, orjson.dumps(reply), None, None, None)
+            )
+        await asyncio.gather(*futures)
+sys.argv = [sys.argv[0], "worker", "-l", "warn"]
+app.main()
 """
 
 
@@ -136,12 +163,12 @@ def percentile(values: list[float], q: float) -> float:
 def start_contender(kind: str, settings: Settings, group: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     source = settings.kafka.topic("transactions")
-    if kind == "baseline":
+    if kind in ("baseline", "faust"):
         sink = settings.kafka.topic("alerts") + ".baseline"
         cmd = [
             sys.executable,
             "-c",
-            BASELINE,
+            BASELINE if kind == "baseline" else FAUST,
             settings.kafka.bootstrap_servers,
             source,
             sink,
@@ -161,7 +188,7 @@ def start_contender(kind: str, settings: Settings, group: str) -> subprocess.Pop
 
 
 def output_topic(kind: str, settings: Settings) -> str:
-    if kind == "baseline":
+    if kind in ("baseline", "faust"):
         return settings.kafka.topic("alerts") + ".baseline"
     return settings.kafka.topic("decisions")
 
@@ -199,7 +226,7 @@ async def run_one(
         }
     )
     await ensure_topics(burst_settings)
-    if kind == "baseline":
+    if kind in ("baseline", "faust"):
         await _create(burst_settings, output_topic(kind, burst_settings))
     await publish(burst_settings, burst_settings.kafka.topic("transactions"), burst, None)
     proc = start_contender(kind, burst_settings, group + "-burst")
@@ -244,7 +271,7 @@ async def main() -> None:
     load = events(int(args.rate * args.seconds), seed=11)
     burst = events(args.burst, seed=12)
     results = {}
-    for kind in ("baseline", "vigil"):
+    for kind in ("baseline", "faust", "vigil"):
         # each contender gets its own topics: neither sees the other's backlog
         own = settings.model_copy(
             update={
@@ -257,7 +284,7 @@ async def main() -> None:
         await _create(own, output_topic("baseline", own))
         results[kind] = await run_one(kind, own, load, args.rate, burst)
         print(kind, {k: round(v, 2) for k, v in results[kind].items()}, flush=True)
-    b, v = results["baseline"], results["vigil"]
+    b, f, v = results["baseline"], results["faust"], results["vigil"]
     print(
         orjson.dumps(
             {
@@ -270,7 +297,13 @@ async def main() -> None:
                     "batch_within_seconds": settings.worker.batch_within_seconds,
                 },
                 "baseline": b,
+                "faust_passthrough": f,
                 "vigil": v,
+                "faust_ratios": {
+                    "throughput": f["throughput_eps"] / b["throughput_eps"],
+                    "p50": f["p50_ms"] / b["p50_ms"],
+                    "p99": f["p99_ms"] / b["p99_ms"],
+                },
                 "ratios": {
                     "throughput": v["throughput_eps"] / b["throughput_eps"],
                     "p50": v["p50_ms"] / b["p50_ms"],
