@@ -116,22 +116,28 @@ class RedisStateStore:
         self._apply_sha = await self._redis.script_load(self._apply_src)
         self._commit_sha = await self._redis.script_load(self._commit_src)
 
+    def _queue_apply(
+        self,
+        pipe: Any,
+        updates: Sequence[StateUpdate],
+        wall: float,
+        capacity: Sequence[CapacityKey],
+    ) -> None:
+        """Queue one apply script per event, then one SCARD per capacity key."""
+        sha, prefix, wall_text = self._apply_sha, self._prefix, fmt17(wall)
+        for up in updates:
+            keys = CustomerKeys(prefix, up.customer_id)
+            digest = event_digest(up.event_id)
+            args = script_args(up, wall_text, digest)
+            pipe.evalsha(sha, 2, keys.state, keys.result(digest), *args)
+        for key in capacity:
+            pipe.scard(self._capacity_key(key))
+
     async def apply_raw(self, updates: Sequence[StateUpdate], wall: float) -> list[bytes]:
         """The scripts' raw replies (one round trip); ``apply`` decodes them."""
         if not updates:
             return []
-        wall_text = fmt17(wall)
-        prefix = self._prefix
-
-        def queue(pipe: Any) -> None:
-            sha = self._apply_sha
-            for up in updates:
-                keys = CustomerKeys(prefix, up.customer_id)
-                digest = event_digest(up.event_id)
-                args = script_args(up, wall_text, digest)
-                pipe.evalsha(sha, 2, keys.state, keys.result(digest), *args)
-
-        return await self._run(queue)
+        return await self._run(lambda pipe: self._queue_apply(pipe, updates, wall, ()))
 
     async def apply(self, updates: Sequence[StateUpdate], wall: float) -> list[CustomerState]:
         replies = await self.apply_raw(updates, wall)
@@ -146,21 +152,7 @@ class RedisStateStore:
     ) -> tuple[list[CustomerState], dict[CapacityKey, int]]:
         if not capacity:
             return await self.apply(updates, wall), {}
-        wall_text = fmt17(wall)
-        prefix = self._prefix
-
-        def queue(pipe: Any) -> None:
-            sha = self._apply_sha
-            for up in updates:
-                keys = CustomerKeys(prefix, up.customer_id)
-                digest = event_digest(up.event_id)
-                pipe.evalsha(
-                    sha, 2, keys.state, keys.result(digest), *script_args(up, wall_text, digest)
-                )
-            for key in capacity:
-                pipe.scard(self._capacity_key(key))
-
-        replies = await self._run(queue)
+        replies = await self._run(lambda pipe: self._queue_apply(pipe, updates, wall, capacity))
         states = [decode_reply(up.customer_id, r) for up, r in zip(updates, replies, strict=False)]
         counts = dict(zip(capacity, (int(n) for n in replies[len(updates) :]), strict=True))
         return states, counts
