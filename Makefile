@@ -33,7 +33,7 @@ typecheck: env
 	$(RUN)/mypy
 
 unit: env
-	$(RUN)/pytest -q tests/unit engine features rules actions online_models simulator api
+	$(RUN)/pytest -q tests/unit engine features rules actions online_models simulator api replay
 
 browser:
 	bash scripts/install_browser.sh

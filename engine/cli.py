@@ -31,11 +31,15 @@ def _settings() -> Settings:
 
 
 def _register_subcommands() -> None:
+    from replay.cli import replay_command
     from rules.cli import rules_app
     from services.cli import services_app
 
     app.add_typer(services_app, name="services")
     app.add_typer(rules_app, name="rules")
+    app.command(
+        "replay", help="Replay history through the live pipeline and write a backtest report."
+    )(replay_command)
     try:
         from simulator.cli import simulate_command
     except ImportError:  # pragma: no cover - the simulator ships with the package

@@ -40,5 +40,9 @@ class InfrastructureError(VigilError):
     """Kafka or Redis failed; the caller retries and does not commit offsets."""
 
 
+# replay.sources.SourceError(VigilError): an input of `vigil replay` is missing or unreadable as a
+# whole (a single bad line is counted, never raised).
+
+
 class SnapshotError(VigilError):
     """A model snapshot is corrupt or was made by another River version or feature schema."""

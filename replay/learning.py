@@ -1,0 +1,85 @@
+"""Models learning during a replay, as they would live.
+
+Live, every worker scores with the models it has, and one learner (``online_models.learner``,
+fed by the ``decisions`` topic: decision records and the records of outcome events) joins each
+late label to the feature snapshot taken at decision time, learns, and publishes model snapshots
+that the workers install. Replay does the same in-process: after every batch, each variant's
+learner observes the batch's decision records in the order they were decided, and every
+``publish_every`` seconds of *event time* its models are installed into that variant's pipeline
+scorer — so later decisions are scored by models that learned only from labels that had arrived
+by then (no leakage), and the run stays deterministic.
+
+Live, snapshots are published on the wall clock (``models.snapshot_seconds``); a replay of a
+month cannot follow that cadence, so it publishes by event time (default: every hour of event
+time). That is the one difference, and it only shifts when a model update starts to serve.
+
+The learner is optional: when ``online_models.learner`` is not available, ``learning_for``
+returns None and the report says the models did not learn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from engine.config import Settings
+from engine.errors import ConfigError
+from engine.pipeline import BatchResult, DecisionPipeline
+
+LEARNER_STATE = "learner"  # the learner's own state: not a model a scorer installs
+
+
+class ReplayLearning:
+    """One variant's learner; call it after every batch of that variant."""
+
+    def __init__(self, learner: Any, publish_every: float) -> None:
+        self.learner = learner
+        self.publish_every = publish_every
+        self.snapshots = 0
+        self._next: float | None = None
+
+    def __call__(self, pipeline: DecisionPipeline, result: BatchResult) -> None:
+        self.learner.observe([d.record for d in result.decisions])
+        seen = self.learner.max_ts
+        if seen is None:
+            return
+        if self._next is None:
+            self._next = seen + self.publish_every
+        elif seen >= self._next:
+            self.publish(pipeline)
+            while self._next <= seen:
+                self._next += self.publish_every
+
+    def publish(self, pipeline: DecisionPipeline) -> None:
+        """Install every model the learner has into the pipeline's scorer (a new snapshot)."""
+        self.snapshots += 1
+        for name in self.learner.snapshot_names():
+            if name == LEARNER_STATE:
+                continue
+            blob = self.learner.export(name)
+            pipeline.scorer.install(name, self.snapshots, blob)
+            self.learner.published(name, self.snapshots)
+
+    def health(self) -> dict[str, Any]:
+        doc = dict(self.learner.health())
+        doc["snapshots_installed"] = self.snapshots
+        doc["publish_every_seconds"] = self.publish_every
+        return doc
+
+
+def learning_for(settings: Settings, publish_every: float = 3600.0) -> ReplayLearning | None:
+    """A learner configured like the live one, or None when the models cannot learn yet."""
+    try:
+        from online_models.learner import Learner, LearnerConfig
+        from online_models.settings import model_settings
+    except ImportError:
+        return None
+    try:
+        config = LearnerConfig.from_settings(model_settings(settings), settings.model_seed)
+        learner = Learner(config)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ConfigError(f"the models' learner cannot start: {exc}") from None
+    return ReplayLearning(learner, publish_every)
+
+
+LearningFactory = Callable[[Settings], ReplayLearning | None]
