@@ -162,7 +162,7 @@ def demo(
     watch: Annotated[
         float, typer.Option(min=5, help="Seconds to print live alerts and actions.")
     ] = 45.0,
-    rate: Annotated[float, typer.Option(min=1, help="Events per second to publish.")] = 2500.0,
+    rate: Annotated[float, typer.Option(min=1, help="Events per second to publish.")] = 1500.0,
 ) -> None:
     """Run a worker and the API, publish a simulated bank, print live alerts and actions."""
     from services import demo as demo_run

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer
 
 from api.auth import hash_key
 from engine.config import Settings
+from services.topics import ensure_topics
 from simulator.bank import simulate, write_jsonl
 from streams.tools import publish
 
@@ -112,10 +113,34 @@ async def _watch(settings: Settings, seconds: float, show: int) -> dict[str, int
     return counts
 
 
+def demo_namespace(settings: Settings, run_id: str) -> Settings:
+    """Settings of one demo run: its own topics, consumer group and Redis keys, so a second run
+    starts from nothing (the same simulated events would otherwise be duplicates of the first)."""
+    ns = f"demo-{run_id}"
+    return settings.model_copy(
+        update={
+            "kafka": settings.kafka.model_copy(
+                update={"topic_prefix": f"{ns}.", "consumer_group": f"vigil-{ns}"}
+            ),
+            "redis": settings.redis.model_copy(update={"key_prefix": ns}),
+        }
+    )
+
+
 def run(settings: Settings, customers: int, days: int, watch_seconds: float, rate: float) -> None:
+    stop(settings)  # a previous demo's worker and API belong to another namespace
     folder = demo_dir(settings)
+    run_id = time.strftime("%m%d%H%M%S")
+    settings = demo_namespace(settings, run_id)
+    asyncio.run(ensure_topics(settings))
     key = secrets.token_urlsafe(24)
     env = dict(os.environ)
+    ns_env = {
+        "VIGIL_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "VIGIL_KAFKA__CONSUMER_GROUP": settings.kafka.consumer_group,
+        "VIGIL_REDIS__KEY_PREFIX": settings.redis.key_prefix,
+    }
+    env.update(ns_env)
     env["VIGIL_API__API_KEYS"] = f"demo:read+subscribe+admin:{hash_key(key)}"
     worker_pid = _start("worker", ["worker"], env, settings)
     api_pid = _start("api", ["api"], env, settings)
@@ -145,11 +170,13 @@ def run(settings: Settings, customers: int, days: int, watch_seconds: float, rat
     api = f"http://{settings.api.host}:{settings.api.port}"
     print(
         f"\n{counts['alerts']} alerts and {counts['actions']} actions in {watch_seconds:.0f}s.\n"
-        "Where to look next:\n"
+        "Where to look next (this run's topics and keys are in their own namespace):\n"
+        f"  export {' '.join(f'{k}={v}' for k, v in ns_env.items())}\n"
         f"  vigil tail alerts --from-beginning --max 5      the alerts topic\n"
         f"  vigil tail decisions --max 1                     a decision's full explanation\n"
         f"  vigil customer c000001                           a customer's rolling features\n"
-        f"  {api}/docs                        the API (key below)\n"
+        f"  {api}/console                     the live console (key below)\n"
+        f"  {api}/docs                        the API\n"
         f"  curl -H 'Authorization: Bearer {key}' {api}/rules\n"
         f"  http://{settings.worker.metrics_host}:{settings.worker.metrics_port}/metrics"
         "   worker metrics\n"
