@@ -121,42 +121,17 @@ def _restart(pid_file: Path, start: Callable[[], Any], down_seconds: float) -> N
     start()
 
 
-async def test_redis_restarted_mid_stream(
+@pytest.mark.parametrize(("service", "seed"), [("redis", 22), ("kafka", 23)])
+async def test_service_restarted_mid_stream(
+    service: str,
+    seed: int,
     private: Settings,
     env_for_settings: Callable[[Settings], dict[str, str]],
     tmp_path: Path,
     cleanup: list[Callable[[], None]],
 ) -> None:
     s = private
-    lines = simulated(customers=30, days=30, seed=22)
-    worker = WorkerProcess(env_for_settings(s), tmp_path / "worker.log").start()
-    cleanup.append(worker.kill)
-    await produce(s, (("transactions", orjson.loads(v)["customer_id"].encode(), v) for v in lines))
-    progress = await read_topic(
-        s, "decisions", lambda m: len({d["event_id"] for d in m}) >= 300, 120
-    )
-    assert len({d["event_id"] for d in progress}) < len(lines)
-    layout = local.RunLayout.of(s)
-    await asyncio.to_thread(
-        _restart, layout.redis_pid, lambda: local.up(s, echo=lambda _: None), 3.0
-    )
-    live = await collect(s, len(lines), timeout=240)
-    assert worker.alive(), worker.log_tail()
-    assert "retrying" in worker.log.read_text(errors="replace")  # it waited for Redis
-    worker.stop()
-    twin_sink, twin_store = await twin_run(s, lines)
-    assert_same_outputs(live, twin_sink)
-    await assert_same_state(s, twin_store, customers_of(lines))
-
-
-async def test_kafka_restarted_mid_stream(
-    private: Settings,
-    env_for_settings: Callable[[Settings], dict[str, str]],
-    tmp_path: Path,
-    cleanup: list[Callable[[], None]],
-) -> None:
-    s = private
-    lines = simulated(customers=30, days=30, seed=23)
+    lines = simulated(customers=30, days=30, seed=seed)
     worker = WorkerProcess(env_for_settings(s), tmp_path / "worker.log").start()
     cleanup.append(worker.kill)
     await produce(s, (("transactions", orjson.loads(v)["customer_id"].encode(), v) for v in lines))
@@ -166,13 +141,14 @@ async def test_kafka_restarted_mid_stream(
     )
     assert len({d["event_id"] for d in progress}) < len(lines)
     layout = local.RunLayout.of(s)
-    await asyncio.to_thread(
-        _restart, layout.kafka_pid, lambda: local.up(s, echo=lambda _: None), 3.0
-    )
-    # A worker that lost its broker for good may exit; a supervisor would restart it.
-    if not worker.alive():
-        worker.start()
+    pid_file = layout.redis_pid if service == "redis" else layout.kafka_pid
+    await asyncio.to_thread(_restart, pid_file, lambda: local.up(s, echo=lambda _: None), 3.0)
+    if service == "kafka" and not worker.alive():
+        worker.start()  # a worker that lost its broker for good may exit; a supervisor restarts it
     live = await collect(s, len(lines), timeout=240)
+    if service == "redis":
+        assert worker.alive(), worker.log_tail()
+        assert "retrying" in worker.log.read_text(errors="replace")  # it waited for Redis
     worker.stop()
     twin_sink, twin_store = await twin_run(s, lines)
     assert_same_outputs(live, twin_sink)
