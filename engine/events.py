@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -44,9 +45,10 @@ class _EventBase(BaseModel):
     customer_id: Id
     ts: AwareDatetime
 
-    @property
+    @cached_property
     def epoch(self) -> float:
-        """Event time in seconds since the Unix epoch (UTC)."""
+        """Event time in seconds since the Unix epoch (UTC); computed once (read several times
+        per event on the hot path)."""
         return self.ts.timestamp()
 
     @property

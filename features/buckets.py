@@ -29,6 +29,7 @@ AUM at the end of the latest day at least 7 days old on which AUM was seen.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 
@@ -43,6 +44,7 @@ from features.definitions import (
     METRICS,
     N_COLS,
     N_WIN,
+    WINDOWED_BY_INDEX,
     WINDOWS,
     b36,
     decode_vector,
@@ -135,8 +137,33 @@ def settle(buckets: dict[Key, Bucket], ch: int, cd: int) -> None:
                 merge(dst, vec)
 
 
+def due_hour(key: Key) -> int:
+    """The first hour (index) at which ``settle`` moves or drops bucket ``key``: a store that
+    remembers the earliest over its buckets may skip settling before then (nothing would move).
+
+    >>> due_hour(("H", 100)), due_hour(("D", 10)), due_hour(("W", 2))
+    (124, 408, 2568)
+    """
+    res, idx = key
+    if res == "H":
+        return idx + HOUR_KEEP
+    if res == "D":
+        return (idx + DAY_KEEP) * 24
+    return (7 * idx + 3 + LONGEST_DAYS) * 24
+
+
+def next_due_hour(buckets: Mapping[Key, object]) -> int:
+    """The earliest ``due_hour`` of the buckets (a far future hour when there are none)."""
+    return min(map(due_hour, buckets), default=NEVER_DUE)
+
+
+NEVER_DUE = 2**62
+
+
+@functools.lru_cache(maxsize=8192)
 def members(res: str, idx: int, ch: int, cd: int) -> tuple[int, ...]:
-    """The windows (indices into ``WINDOWS``) that count bucket (res, idx)."""
+    """The windows (indices into ``WINDOWS``) that count bucket (res, idx) when now is hour
+    ``ch`` of day ``cd`` (memoised: in a stream, customers share the same few hours)."""
     if res == "H":
         day = idx // 24
     elif res == "D":
@@ -259,11 +286,19 @@ _HOUR_WINDOWS: tuple[int, ...] = tuple(i for i, (hourly, _, _) in enumerate(_WSP
 
 
 def add_to_aggregate(
-    agg: list[int | None], key: Key, delta: Mapping[int, int], ch: int, cd: int
+    agg: list[int | None],
+    key: Key,
+    delta: Mapping[int, int],
+    ch: int,
+    cd: int,
+    values: dict[str, float | str] | None = None,
 ) -> None:
     """Fold numbers just merged into bucket ``key`` into the aggregates (incremental upkeep;
-    exact because every window is a union of buckets and sum, max, min are associative)."""
+    exact because every window is a union of buckets and sum, max, min are associative), and
+    refresh the windowed feature ``values`` (see ``definitions.windowed_values``) that read them.
+    """
     mem = members(key[0], key[1], ch, cd)
+    by_index = WINDOWED_BY_INDEX if values is not None else {}
     for c, v in delta.items():
         a = AGGS[c]
         if a == "l":
@@ -273,27 +308,47 @@ def add_to_aggregate(
             i = base + w
             old = agg[i]
             if old is None:
-                agg[i] = v
+                new = v
             elif a == "s":
-                agg[i] = old + v
+                new = old + v
             elif a == "x":
-                if v > old:
-                    agg[i] = v
-            elif v < old:
-                agg[i] = v
+                new = v if v > old else old
+            else:
+                new = v if v < old else old
+            agg[i] = new
+            targets = by_index.get(i)
+            if targets and values is not None:
+                for name, d in targets:
+                    values[name] = new / d
 
 
 def refresh_hour_windows(
-    agg: list[int | None], buckets: Mapping[Key, Mapping[int, int]], ch: int
-) -> None:
-    """Recompute the hour windows only (the hour moved, the day did not)."""
+    agg: list[int | None],
+    buckets: Mapping[Key, Mapping[int, int]],
+    ch: int,
+    prev_ch: int | None,
+) -> tuple[int, ...]:
+    """Recompute the hour windows that a bucket left as the hour moved from ``prev_ch`` to
+    ``ch`` within one day (the others hold the same buckets, so the same aggregates); every
+    hour window when ``prev_ch`` is None (buckets were rolled up since: the ones that left are
+    no longer there to tell). Returns the aggregate indices recomputed."""
+    stale: tuple[int, ...] = _HOUR_WINDOWS
+    if prev_ch is not None:
+        hours = [idx for res, idx in buckets if res == "H"]
+        stale = tuple(
+            w
+            for w in _HOUR_WINDOWS
+            if any(prev_ch - idx < _WSPEC[w][1] <= ch - idx for idx in hours)
+        )
+    if not stale:
+        return ()
     for c in range(N_COLS):
-        for w in _HOUR_WINDOWS:
+        for w in stale:
             agg[c * N_WIN + w] = None
     for (res, idx), vec in buckets.items():
         if res != "H":
             continue
-        mem = [w for w in _HOUR_WINDOWS if ch - idx < _WSPEC[w][1]]
+        mem = [w for w in stale if ch - idx < _WSPEC[w][1]]
         if not mem:
             continue
         for c, v in vec.items():
@@ -311,3 +366,4 @@ def refresh_hour_windows(
                         agg[i] = v
                 elif a == "n" and v < old:
                     agg[i] = v
+    return tuple(c * N_WIN + w for c in range(N_COLS) for w in stale)

@@ -42,9 +42,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from engine.errors import ConfigError
 from engine.events import CHANNELS
@@ -758,23 +758,60 @@ def derive_vector(
 ) -> Features:
     """Features from the aggregate vector (``metric * N_WIN + window``), the plain fields and
     the closes at least a window ago (by metric column). The fast path of both stores."""
-    names = _W_NAMES
     aum_text = fields.get("aum")
     aum = float(aum_text) if aum_text is not None else 0.0
-    vals: list[float | str] = [
-        (v / d if v is not None else (aum if fb is None else fb))
-        for v, d, fb in zip(map(agg.__getitem__, _W_IDX), _W_DIV, _W_FB, strict=True)
-    ]
-    out: Features = dict(zip(names, vals, strict=True))
-    _DERIVED(out, now, aum, fields, ago or {})
+    return finish_vector(windowed_values(agg), now, agg, aum, _last_times(fields), ago or {})
+
+
+def windowed_values(agg: Sequence[int | None]) -> dict[str, float | str]:
+    """The windowed features that have no fallback, by name, in catalog order; the features
+    with a fallback are present with a placeholder that ``finish_vector`` replaces. A store
+    that keeps aggregates incrementally keeps this dict in step with
+    ``update_windowed_values``."""
+    out: dict[str, float | str] = dict(_W_TEMPLATE)
+    for name, i, d in _W_PLAIN:
+        v = agg[i]
+        if v is not None:
+            out[name] = v / d
+    return out
+
+
+def update_windowed_values(
+    values: dict[str, float | str], agg: Sequence[int | None], indices: Iterable[int]
+) -> None:
+    """Refresh the windowed features that read the aggregates at ``indices`` (just changed)."""
+    by_index = _W_BY_INDEX
+    for i in indices:
+        targets = by_index.get(i)
+        if targets:
+            v = agg[i]
+            for name, d in targets:
+                values[name] = 0.0 if v is None else v / d
+
+
+def finish_vector(
+    windowed: Mapping[str, float | str],
+    now: float,
+    agg: Sequence[int | None],
+    aum: float,
+    times: Sequence[int | None],
+    ago: Mapping[int, int],
+) -> Features:
+    """The whole feature vector: a copy of the windowed values, the windowed features with a
+    fallback (AUM now when their window holds no data), then the derived ones (from AUM now,
+    the remembered times by ``LAST_TIMES`` slot and the closes ``ago``)."""
+    out: Features = dict(windowed)
+    for name, i, d in _W_FALLBACK:
+        v = agg[i]
+        out[name] = v / d if v is not None else aum
+    _DERIVED(out, now, aum, times, ago)
     return out
 
 
 def _derived_source() -> str:
     """Straight-line Python for the derived features (generated once from the catalog)."""
-    lines = ["def derived(out, now, aum, fields, ago):"]
-    if any(kind == "since" for _, kind, _, _ in PLAN.derived):
-        lines.append("    t = _last_times(fields)")
+    lines = ["def derived(out, now, aum, t, ago):"]
+    spans: set[str] = set()
     for name, kind, src, _ in PLAN.derived:
         n = repr(name)
         a = f"out[{src[0]!r}]" if src else ""
@@ -795,8 +832,14 @@ def _derived_source() -> str:
         elif kind == "pct_change":
             lines.append(f"    out[{n}] = _pct_change({a}, {b})")
         elif kind == "prev_weekly_avg":
-            lines.append(f"    span = _long_span_days(now, {_LONG_OF[src[0]]}) - 7")
-            lines.append(f"    out[{n}] = max({a} - {b}, 0.0) * 7.0 / span if span > 0 else 0.0")
+            days = _LONG_OF[src[0]]
+            span = f"span{days}"
+            if span not in spans:
+                spans.add(span)
+                lines.append(f"    {span} = _long_span_days(now, {days}) - 7")
+            lines.append(
+                f"    out[{n}] = max({a} - {b}, 0.0) * 7.0 / {span} if {span} > 0 else 0.0"
+            )
         elif kind == "since":
             lines.append(f"    at = t[{LAST_SLOT[src[0]]}]")
             lines.append(f"    out[{n}] = NEVER_DAYS if at is None else max(now - at, 0.0) / DAY")
@@ -810,38 +853,45 @@ def _derived_source() -> str:
 
 
 def _compile_fast() -> tuple[
-    tuple[str, ...], tuple[int, ...], tuple[float, ...], tuple[float | None, ...], dict[str, int]
+    dict[str, float | str],
+    tuple[tuple[str, int, float], ...],
+    tuple[tuple[str, int, float], ...],
+    dict[int, tuple[tuple[str, float], ...]],
+    dict[str, int],
 ]:
-    names = tuple(n for n, _, _, _ in PLAN.windowed)
-    idx = tuple(i for _, i, _, _ in PLAN.windowed)
-    div = tuple(d for _, _, d, _ in PLAN.windowed)
-    fb: tuple[float | None, ...] = tuple(None if f else 0.0 for _, _, _, f in PLAN.windowed)
+    template: dict[str, float | str] = {name: 0.0 for name, _, _, _ in PLAN.windowed}
+    plain = tuple((n, i, d) for n, i, d, fb in PLAN.windowed if fb is None)
+    fallback = tuple((n, i, d) for n, i, d, fb in PLAN.windowed if fb is not None)
+    by_index: dict[int, list[tuple[str, float]]] = {}
+    for name, i, d in plain:
+        by_index.setdefault(i, []).append((name, d))
     long_of: dict[str, int] = {}
     for name in PLAN.names:
         window = name.rpartition("_")[2]
         for w in WINDOWS:
             if w.name == window and w.unit == "d" and w.size > DAY_KEEP:
                 long_of[name] = w.size
-    return names, idx, div, fb, long_of
+    return template, plain, fallback, {i: tuple(v) for i, v in by_index.items()}, long_of
 
 
-_W_NAMES, _W_IDX, _W_DIV, _W_FB, _LONG_OF = _compile_fast()
+_W_TEMPLATE, _W_PLAIN, _W_FALLBACK, _W_BY_INDEX, _LONG_OF = _compile_fast()
+# The windowed features (name, divisor) without a fallback that read each aggregate index.
+WINDOWED_BY_INDEX = _W_BY_INDEX
 
 
 def _build_derived() -> Callable[
-    [Features, float, float, Mapping[str, str], Mapping[int, int]], None
+    [Features, float, float, Sequence[int | None], Mapping[int, int]], None
 ]:
     scope: dict[str, Any] = {
         "tier_of": tier_of,
         "_pct_drop": _pct_drop,
         "_pct_change": _pct_change,
         "_long_span_days": _long_span_days,
-        "_last_times": _last_times,
         "NEVER_DAYS": NEVER_DAYS,
         "DAY": DAY,
     }
     exec(compile(_derived_source(), "<features.definitions derived>", "exec"), scope)  # noqa: S102
-    fn: Callable[[Features, float, float, Mapping[str, str], Mapping[int, int]], None]
+    fn: Callable[[Features, float, float, Sequence[int | None], Mapping[int, int]], None]
     fn = scope["derived"]
     return fn
 
@@ -872,10 +922,10 @@ SESSION_COL = COL["session_count"]
 AUM_COLS: tuple[int, int, int] = (COL["aum_max"], COL["aum_min"], COL["aum_close"])
 
 
-@dataclass(frozen=True, slots=True)
-class EventPlan:
+class EventPlan(NamedTuple):
     """An event's ops grouped in execution order: plain fields set, bucket deltas (with the
-    session seen), remembered times, then the AUM op (at most one)."""
+    session seen), remembered times, then the AUM op (at most one). A named tuple: one is built
+    per event on the hot path."""
 
     sets: tuple[tuple[str, str], ...]
     delta: dict[int, int]

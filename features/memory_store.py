@@ -1,10 +1,12 @@
 """The in-memory twin of the Redis state store, for replay and unit tests.
 
 Same semantics as ``apply_event.lua`` step for step (tests/contract runs one suite on both, and a
-property-based test feeds both random streams with duplicates and disorder). It keeps the same
-plain fields as strings (formatted as the Lua script formats them) and the time buckets parsed,
-so it needs no encoding on the hot path. Single process; stored results expire by the ``wall``
-time passed to ``apply``.
+property-based test feeds both random streams with duplicates and disorder). Where the script
+keeps text in a hash, the twin keeps the parsed values (watermark, AUM in cents, balances,
+remembered times, sessions, cooldowns, contacts; profile fields as the same strings) and the time
+buckets parsed, with the window aggregates and the windowed features kept up to date
+incrementally, so the hot path neither encodes nor decodes. Single process; stored results
+expire by the ``wall`` time passed to ``apply``.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ from dataclasses import dataclass, field, replace
 
 from actions.policy import CapacityReservation
 from engine.ports import CapacityKey, StoreLimits
-from engine.types import CustomerState, Effects, StateUpdate
+from engine.types import Contact, CustomerState, Effects, Fired, StateUpdate
 from features.buckets import (
     Bucket,
     Key,
     add_to_aggregate,
     aggregate,
     day_of,
+    due_hour,
     hour_of,
     merge,
+    next_due_hour,
     place,
     refresh_hour_windows,
     settle,
@@ -34,33 +38,51 @@ from features.definitions import (
     LAST_TIMES,
     SESSION_COL,
     SESSIONS_KEPT,
-    b36,
-    decode_vector,
-    encode_vector,
     event_digest,
-    fmt17,
+    finish_vector,
     merge_consent,
-    money_text,
     plan_ops,
-    text_cents,
+    profile_of,
+    update_windowed_values,
+    windowed_values,
 )
-from features.state import build_state, contact_field
 
 _N_LAST = len(LAST_TIMES)
+_SLOTS_PER_DAY = max(1, 86400 // DEDUP_SLOT)
 
 
 @dataclass
 class _Customer:
-    fields: dict[str, str] = field(default_factory=dict)
+    # State (what the Redis hash holds, parsed).
+    wm: float | None = None  # the newest event time seen (the customer's "now")
+    aum: int | None = None  # AUM now, cents
+    aum_at: float | None = None  # event time of the last change of AUM
+    aum_from_profile: bool = False  # AUM was once set by a profile snapshot
+    balances: dict[str, int] = field(default_factory=dict)  # balance field -> cents
+    times: list[int | None] = field(default_factory=lambda: [None] * _N_LAST)
+    sessions: list[str] = field(default_factory=list)  # most recent first
+    fields: dict[str, str] = field(default_factory=dict)  # profile ("p:...") and consent ("pc")
+    fired: dict[str, Fired] = field(default_factory=dict)  # cooldowns by rule
+    contacts: dict[tuple[str, str], Contact] = field(default_factory=dict)  # by (decision, action)
     buckets: dict[Key, Bucket] = field(default_factory=dict)
-    seen: set[tuple[int, bytes]] = field(default_factory=set)
+    seen: dict[int, set[bytes]] = field(default_factory=dict)  # dedup slot -> event digests
     results: dict[bytes, tuple[float, CustomerState]] = field(default_factory=dict)
     results_cap: int = 16
-    # Derived cache (not state): window aggregates valid for hour ``agg_hour`` of day ``agg_day``.
+    # Derived caches (not state). Window aggregates valid for hour ``agg_hour`` of day
+    # ``agg_day``, and the windowed features in step with them (``win``); the profile, cooldowns
+    # and contacts as handed out (None: to be built again after a change).
     agg: list[int | None] | None = None
     ago: dict[int, int] = field(default_factory=dict)
+    win: dict[str, float | str] = field(default_factory=dict)
     agg_hour: int = -1
     agg_day: int = -1
+    profile: dict[str, str] | None = None
+    effects: tuple[dict[str, Fired], tuple[Contact, ...]] | None = None
+    # The dedup slot before which ``seen`` was last pruned; the first hour at which a bucket
+    # is due to roll up or expire (``buckets.due_hour``).
+    seen_edge: int = -(10**9)
+    settle_due: int = -1
+    rolled: bool = False  # buckets were rolled up since the aggregates were last brought up
 
 
 class MemoryStateStore:
@@ -89,9 +111,7 @@ class MemoryStateStore:
         cust = self._customers.get(up.customer_id)
         if cust is None:
             cust = self._customers[up.customer_id] = _Customer()
-        f = cust.fields
-        wm_text = f.get("wm")
-        wm = float(wm_text) if wm_text is not None else None
+        wm = cust.wm
         ts = up.ts
         has_ops = bool(up.ops)
         # An event without state changes (an outcome) is read as of the watermark.
@@ -99,8 +119,9 @@ class MemoryStateStore:
         if ts < now - lim.dedup_horizon:
             return self._state(up.customer_id, cust, "too_late", now)
         digest = event_digest(up.event_id)
-        seen_key = (math.floor(ts / DEDUP_SLOT), digest)
-        if seen_key in cust.seen:
+        slot = math.floor(ts / DEDUP_SLOT)
+        seen_in_slot = cust.seen.get(slot)
+        if seen_in_slot is not None and digest in seen_in_slot:
             stored = cust.results.get(digest)
             if stored is not None and wall - stored[0] <= lim.result_retention:
                 # Features of the first application; cooldowns and contacts as they are now.
@@ -110,7 +131,10 @@ class MemoryStateStore:
                 )
             return self._state(up.customer_id, cust, "duplicate", now)
         status = "late" if ts < now - lim.allowed_lateness else "applied"
-        cust.seen.add(seen_key)
+        if seen_in_slot is None:
+            cust.seen[slot] = {digest}
+        else:
+            seen_in_slot.add(digest)
         if has_ops:
             ch, cd = hour_of(now), day_of(now)
             if wm is None or hour_of(wm) != ch:
@@ -118,7 +142,7 @@ class MemoryStateStore:
             _aggregates(cust, now)
             self._execute(cust, up, ts, ch, cd)
             if wm is None or ts > wm:
-                f["wm"] = fmt17(ts)
+                cust.wm = ts
         state = self._state(up.customer_id, cust, status, now)
         if lim.result_retention > 0:
             results = cust.results
@@ -130,66 +154,73 @@ class MemoryStateStore:
         return state
 
     def _settle(self, cust: _Customer, now: float, ch: int, cd: int) -> None:
-        settle(cust.buckets, ch, cd)
+        if ch >= cust.settle_due:
+            settle(cust.buckets, ch, cd)
+            cust.settle_due = next_due_hour(cust.buckets)
+            cust.rolled = True
+        # Digests of slots wholly past the horizon can never match again (an event that old is
+        # too late before it is looked up): prune them once a day of such slots has passed.
         edge = now - self._limits.dedup_horizon
-        if cust.seen:
-            cust.seen = {k for k in cust.seen if (k[0] + 1) * DEDUP_SLOT > edge}
-        keep_after = now - self._limits.contact_retention
-        f = cust.fields
-        old = [k for k, v in f.items() if k[:2] == "c:" and float(v.split("|", 1)[0]) < keep_after]
-        for k in old:
-            del f[k]
+        first_kept = math.floor(edge / DEDUP_SLOT)
+        if cust.seen and first_kept >= cust.seen_edge + _SLOTS_PER_DAY:
+            for old_slot in [s for s in cust.seen if s < first_kept]:
+                del cust.seen[old_slot]
+            cust.seen_edge = first_kept
+        if cust.contacts:
+            keep_after = now - self._limits.contact_retention
+            old = [k for k, c in cust.contacts.items() if c.ts < keep_after]
+            for k in old:
+                del cust.contacts[k]
+            if old:
+                cust.effects = None
 
     @staticmethod
     def _execute(cust: _Customer, up: StateUpdate, ts: float, ch: int, cd: int) -> None:
         plan = plan_ops(up.ops)
-        f = cust.fields
-        for name, value in plan.sets:
-            f[name] = merge_consent(f.get("pc"), value) if name == "pc" else value
+        if plan.sets:
+            f = cust.fields
+            for name, value in plan.sets:
+                f[name] = merge_consent(f.get("pc"), value) if name == "pc" else value
+            cust.profile = None
         delta = plan.delta
-        if plan.session:
-            tokens = f["ss"].split(",") if "ss" in f else []
-            if plan.session not in tokens:
-                delta = dict(delta)
-                delta[SESSION_COL] = delta.get(SESSION_COL, 0) + 1
-                f["ss"] = ",".join([plan.session, *tokens[: SESSIONS_KEPT - 1]])
+        session = plan.session
+        if session and session not in cust.sessions:
+            delta = dict(delta)
+            delta[SESSION_COL] = delta.get(SESSION_COL, 0) + 1
+            cust.sessions = [session, *cust.sessions[: SESSIONS_KEPT - 1]]
         if delta:
             target = place(ts, ch, cd)
             if target is not None:
-                _merge_into(cust.buckets, target, delta)
+                _merge_into(cust, target, delta)
                 if cust.agg is not None:
-                    add_to_aggregate(cust.agg, target, delta, ch, cd)
+                    add_to_aggregate(cust.agg, target, delta, ch, cd, cust.win)
         if plan.lasts:
-            times = decode_vector(f.get("t", ""), _N_LAST)
+            times = cust.times
             at = math.floor(ts)
             for slot in plan.lasts:
                 old_at = times[slot]
                 if old_at is None or at > old_at:
                     times[slot] = at
-            f["t"] = encode_vector(times)
         op = plan.aum
         if op is not None:
-            text = f.get("aum")
-            aum = text_cents(text) if text is not None else 0
-            at_text = f.get("at")
-            at_ts = float(at_text) if at_text is not None else None
-            new_at = at_ts
+            aum = cust.aum or 0
+            new_at = cust.aum_at
             from_profile = False
             move: int | None = None
             if op.kind == "balance":
-                old = f.get(op.name)
+                old = cust.balances.get(op.name)
                 v = int(op.value)
-                f[op.name] = b36(v)
+                cust.balances[op.name] = v
                 if op.flag == 1:
                     if old is not None:
-                        move = v - int(old, 36)
-                    elif f.get("as") == "p":
+                        move = v - old
+                    elif cust.aum_from_profile:
                         move = op.amount
                     else:
                         move = v
             elif op.kind == "flow":
                 move = int(op.value)
-            elif at_ts is None or ts >= at_ts:
+            elif new_at is None or ts >= new_at:
                 # A profile snapshot older than the last posting that moved AUM is ignored.
                 aum = int(op.value)
                 new_at = ts
@@ -198,19 +229,38 @@ class MemoryStateStore:
                 aum = max(aum + move, 0)
                 if new_at is None or ts > new_at:
                     new_at = ts
-            f["aum"] = money_text(aum)
-            if new_at is not None:
-                f["at"] = fmt17(new_at)
+            cust.aum = aum
+            cust.aum_at = new_at
             if from_profile:
-                f["as"] = "p"
+                cust.aum_from_profile = True
             seen = dict.fromkeys(AUM_COLS, aum)
-            _merge_into(cust.buckets, ("D", cd), seen)
+            _merge_into(cust, ("D", cd), seen)
             if cust.agg is not None:
-                add_to_aggregate(cust.agg, ("D", cd), seen, ch, cd)
+                add_to_aggregate(cust.agg, ("D", cd), seen, ch, cd, cust.win)
 
     def _state(self, cid: str, cust: _Customer, status: str, now: float) -> CustomerState:
+        """What ``features.state.build_state`` builds from the Redis hash, from the caches."""
         agg, ago = _aggregates(cust, now)
-        return build_state(cid, status, now, cust.buckets, cust.fields, (agg, ago))  # type: ignore[arg-type]
+        if cust.profile is None:
+            cust.profile = profile_of(cust.fields)
+        if cust.effects is None:
+            contacts = sorted(
+                cust.contacts.values(),
+                key=lambda c: (c.ts, f"{c.decision_id}|{c.action_id}|{c.channel}"),
+            )
+            cust.effects = dict(cust.fired), tuple(contacts)
+        fired, contacts_now = cust.effects
+        # AUM as the script formats it (%.15g of the units) and reads it back: exactly c / 100.
+        aum = cust.aum / 100 if cust.aum is not None else 0.0
+        return CustomerState(
+            customer_id=cid,
+            status=status,  # type: ignore[arg-type]
+            now=now,
+            features=finish_vector(cust.win, now, agg, aum, cust.times, ago),
+            profile=cust.profile,
+            fired=fired,
+            contacts=contacts_now,
+        )
 
     async def commit(
         self, effects: Sequence[Effects], reservations: Sequence[CapacityReservation] = ()
@@ -221,20 +271,21 @@ class MemoryStateStore:
             if not eff:
                 continue
             cust = self._customers.setdefault(eff.customer_id, _Customer())
-            f = cust.fields
+            cust.effects = None
             for rule_id, fired in sorted(eff.fired.items()):
-                old = f.get(f"f:{rule_id}")
-                if old is None or fired.ts > float(old.split("|", 1)[0]):
-                    f[f"f:{rule_id}"] = f"{fmt17(fired.ts)}|{fired.decision_id}"
+                old = cust.fired.get(rule_id)
+                if old is None or fired.ts > old.ts:
+                    cust.fired[rule_id] = Fired(fired.ts, fired.decision_id)
             for contact in eff.contacts:
-                name, value = contact_field(contact)
-                f[name] = value
+                cust.contacts[(contact.decision_id, contact.action_id)] = Contact(
+                    contact.ts, contact.channel, contact.decision_id, contact.action_id
+                )
 
     async def read(self, customer_id: str) -> CustomerState | None:
         cust = self._customers.get(customer_id)
-        if cust is None or "wm" not in cust.fields:
+        if cust is None or cust.wm is None:
             return None
-        return self._state(customer_id, cust, "applied", float(cust.fields["wm"]))
+        return self._state(customer_id, cust, "applied", cust.wm)
 
     async def ping(self) -> bool:
         return True
@@ -250,16 +301,21 @@ def _aggregates(cust: _Customer, now: float) -> tuple[list[int | None], dict[int
     ch, cd = hour_of(now), day_of(now)
     if cust.agg is None or cust.agg_day != cd:
         cust.agg, cust.ago = aggregate(cust.buckets, now)
+        cust.win = windowed_values(cust.agg)
         cust.agg_day, cust.agg_hour = cd, ch
     elif cust.agg_hour != ch:
-        refresh_hour_windows(cust.agg, cust.buckets, ch)
+        prev = None if cust.rolled else cust.agg_hour
+        changed = refresh_hour_windows(cust.agg, cust.buckets, ch, prev)
+        update_windowed_values(cust.win, cust.agg, changed)
         cust.agg_hour = ch
+    cust.rolled = False
     return cust.agg, cust.ago
 
 
-def _merge_into(buckets: dict[Key, Bucket], key: Key, delta: dict[int, int]) -> None:
-    dst = buckets.get(key)
+def _merge_into(cust: _Customer, key: Key, delta: dict[int, int]) -> None:
+    dst = cust.buckets.get(key)
     if dst is None:
-        buckets[key] = dict(delta)
+        cust.buckets[key] = dict(delta)
+        cust.settle_due = min(cust.settle_due, due_hour(key))
     else:
         merge(dst, delta)

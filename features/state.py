@@ -25,6 +25,21 @@ def build_state(
     """The state from buckets and plain fields (the same for the Redis reply and the twin,
     which passes its incrementally kept ``aggregates``)."""
     agg, ago = aggregates if aggregates is not None else aggregate(buckets, now)
+    fired, contacts = effects_of(fields)
+    return CustomerState(
+        customer_id=customer_id,
+        status=status,
+        now=now,
+        features=derive_vector(now, agg, fields, ago),
+        profile=profile_of(fields),
+        fired=fired,
+        contacts=contacts,
+    )
+
+
+def effects_of(fields: Mapping[str, str]) -> tuple[dict[str, Fired], tuple[Contact, ...]]:
+    """The alert cooldowns (``f:<rule>``) and contacts (``c:<decision>|<action>``) among the
+    plain fields, contacts in time order."""
     fired: dict[str, Fired] = {}
     contacts: list[Contact] = []
     for name, value in fields.items():
@@ -39,15 +54,7 @@ def build_state(
             contacts.append(Contact(float(at), channel, decision_id, action_id))
     if len(contacts) > 1:
         contacts.sort(key=lambda c: (c.ts, f"{c.decision_id}|{c.action_id}|{c.channel}"))
-    return CustomerState(
-        customer_id=customer_id,
-        status=status,
-        now=now,
-        features=derive_vector(now, agg, fields, ago),
-        profile=profile_of(fields),
-        fired=fired,
-        contacts=tuple(contacts),
-    )
+    return fired, tuple(contacts)
 
 
 def split_fields(flat: list[Any]) -> tuple[dict[Key, Bucket], dict[str, str]]:
