@@ -60,6 +60,9 @@ class ModelSettings(BaseModel):
     learner_batch_within_seconds: float = Field(default=0.2, gt=0)
     # Prometheus /metrics of the learner process; 0 turns it off.
     learner_metrics_port: int = Field(default=9109, ge=0, le=65535)
+    # The learner holds a lease in Redis this long, renewed every third of it: a second learner
+    # stands by until the first stops (at once) or dies (within this time).
+    learner_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
 
     @model_validator(mode="after")
     def _offer_within_horizon(self) -> ModelSettings:

@@ -6,14 +6,27 @@ events come through the worker as decision records too, in the same partition (k
 customer) after the decisions that preceded them. ``online_models.learner.Learner`` does the
 learning; this module only loads and saves its pending snapshots (Redis), publishes model
 snapshots every ``models.snapshot_seconds`` (and on a graceful stop), and restores them at start.
+
+At most one learner learns: each holds the learner's lease (``online_models.lease``) before it
+joins its consumer group, so a second one stands by outside the group (its partitions would
+otherwise be taken and half-taught models published). The holder renews the lease every third
+of ``models.learner_lease_seconds``; once a renewal fails it publishes nothing more, stops and
+exits with status 3, and a standby takes over within one lease period (at once after a graceful
+stop, which releases it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
+import signal
+import socket
 import sys
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -21,19 +34,85 @@ import orjson
 import typer
 from prometheus_client import start_http_server
 
+from engine.clock import Clock, WallClock
 from engine.config import Settings, load_settings
-from engine.errors import SnapshotError
+from engine.errors import InfrastructureError, SnapshotError
 from online_models import metrics as prom
 from online_models.catalog import build_catalog
 from online_models.labels import LabelStore
 from online_models.learner import Learner, LearnerConfig
+from online_models.lease import Lease
 from online_models.settings import model_settings
 from online_models.snapshots import SnapshotStore
 from streams.agents import process_with_retry
 from streams.app import create_app
-from streams.model_store import label_store, redis_client, snapshot_store
+from streams.model_store import label_store, learner_lease, redis_client, snapshot_store
 
 log = logging.getLogger(__name__)
+
+LEASE_LOST_EXIT = 3
+
+
+def learner_owner() -> str:
+    """This learner's name in the lease: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class LeaseKeeper:
+    """Takes, renews and gives up the learner's lease; ``lost`` once it may no longer learn."""
+
+    def __init__(self, lease: Lease, owner: str, ttl: float, clock: Clock | None = None) -> None:
+        self.lease = lease
+        self.owner = owner
+        self.ttl = ttl
+        self.clock = clock or WallClock()
+        self.lost = False
+        self._confirmed_at: float | None = None
+
+    async def wait(self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """Block until this learner holds the lease (a standby waits here, outside the group)."""
+        said: object = object()
+        while True:
+            try:
+                if await self.lease.acquire(self.owner, self.ttl):
+                    self._confirmed_at = self.clock.now()
+                    log.info("learner: holding the lease as %s", self.owner)
+                    return
+                holder = await self.lease.holder()
+                if holder != said:
+                    log.info("learner: standing by, the lease is held by %s", holder)
+                    said = holder
+            except InfrastructureError as exc:
+                log.warning("learner: the lease could not be checked, retrying: %s", exc)
+            await sleep(self.ttl / 3)
+
+    async def renew(self) -> bool:
+        """Renew the lease; False from the moment it is lost: another learner holds it, or
+        Redis has not confirmed it for a whole lease period (it may have expired meanwhile)."""
+        if self.lost:
+            return False
+        now = self.clock.now()
+        try:
+            if await self.lease.renew(self.owner, self.ttl):
+                self._confirmed_at = now
+                return True
+            self.lost = True
+        except InfrastructureError as exc:
+            since = self._confirmed_at if self._confirmed_at is not None else now
+            if now - since >= self.ttl:
+                self.lost = True
+            else:
+                log.warning("learner: lease not renewed, retrying: %s", exc)
+        return not self.lost
+
+    async def release(self) -> None:
+        """Give the lease up (a graceful stop): a standby takes over at once."""
+        if self.lost:
+            return
+        try:
+            await self.lease.release(self.owner)
+        except InfrastructureError as exc:
+            log.warning("learner: lease not released (it expires by itself): %s", exc)
 
 
 class LearnerRunner:
@@ -45,6 +124,8 @@ class LearnerRunner:
         self.snapshots = snapshots
         self.ready = False
         self.batches = 0
+        # False once the lease is lost: nothing more is published.
+        self.holding = True
 
     async def start(self) -> None:
         """Restore the latest published snapshots (a refused one: that model starts fresh)."""
@@ -88,7 +169,10 @@ class LearnerRunner:
         prom.LEARN_BATCH.observe(time.perf_counter() - started)
 
     async def publish(self, force: bool = False) -> dict[str, int]:
-        """Publish every model (and the learner's state) if anything was learned since."""
+        """Publish every model (and the learner's state) if anything was learned since, and
+        only while this learner holds the lease."""
+        if not self.holding:
+            return {}
         if not (force or self.learner.changes):
             return {}
         out: dict[str, int] = {}
@@ -114,7 +198,8 @@ def build_runner(settings: Settings) -> LearnerRunner:
     return LearnerRunner(learner, label_store(settings, client), snapshot_store(settings, client))
 
 
-def build_learner(settings: Settings) -> tuple[faust.App, LearnerRunner]:
+def build_learner(settings: Settings, keeper: LeaseKeeper) -> tuple[faust.App, LearnerRunner]:
+    """The learner's Faust app; ``keeper`` already holds the lease (``LeaseKeeper.wait``)."""
     ms = model_settings(settings)
     group = settings.kafka.consumer_group + ms.learner_group_suffix
     kafka = settings.kafka.model_copy(update={"consumer_group": group})
@@ -137,16 +222,34 @@ def build_learner(settings: Settings) -> tuple[faust.App, LearnerRunner]:
         if runner.ready:
             await runner.publish()
 
+    async def keep_lease() -> None:
+        if runner.holding and not await keeper.renew():
+            runner.holding = False
+            holder = None
+            with contextlib.suppress(InfrastructureError):
+                holder = await keeper.lease.holder()
+            log.critical(
+                "learner: lost the lease (held by %s now): publishing nothing more, stopping",
+                holder,
+            )
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    @app.timer(interval=keeper.ttl / 3)
+    async def renew_lease() -> None:
+        await keep_lease()
+
     @app.on_before_shutdown.connect
-    async def final_checkpoint(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        if runner.ready:
+    async def final_checkpoint(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        if runner.ready and runner.holding:
             try:
                 await runner.publish()
             except Exception as exc:  # stopping anyway: say what is lost
                 log.error("learner: final snapshot not published: %s", exc)
+        await keeper.release()
 
     @app.task
     async def started() -> None:
+        await keep_lease()  # the first renewal as soon as the app runs
         log.info(
             "vigil learner started: group=%s topic=%s snapshot every %.0fs",
             group,
@@ -161,9 +264,35 @@ def run_learner(settings: Settings) -> None:
     ms = model_settings(settings)
     if ms.learner_metrics_port:
         start_http_server(ms.learner_metrics_port, addr=settings.worker.metrics_host)
-    app, _ = build_learner(settings)
+    owner, ttl = learner_owner(), ms.learner_lease_seconds
+
+    async def wait_for_lease() -> None:
+        lease = learner_lease(settings)  # its own client: this event loop ends before Faust's
+        try:
+            await LeaseKeeper(lease, owner, ttl).wait()
+        finally:
+            await lease.close()
+
+    # Faust sets up logging when it starts; until then, say what the standby is doing.
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    )
+    log.addHandler(handler)
+    log.setLevel(getattr(logging, settings.log_level.upper(), logging.INFO))
+    try:
+        asyncio.run(wait_for_lease())
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(logging.NOTSET)
+    keeper = LeaseKeeper(learner_lease(settings), owner, ttl)
+    app, _ = build_learner(settings, keeper)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if keeper.lost:
+            sys.exit(LEASE_LOST_EXIT)  # a supervisor restarts it: as a standby
 
 
 def learner_command() -> None:

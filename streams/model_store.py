@@ -6,6 +6,7 @@ Snapshots (one hash tag, so a Redis Cluster keeps them on one slot)::
 
     <prefix>:{models}:numbers          HASH  model -> latest snapshot number
     <prefix>:{models}:snapshot:<model> HASH  n -> number, blob -> stamped pickle
+    <prefix>:{models}:learner-lease    STRING the learner holding the lease (expires: PX)
 
 Pending labels (hash-tagged by customer, expiring with the label horizon)::
 
@@ -215,6 +216,61 @@ def label_store(settings: Settings, client: aioredis.Redis | None = None) -> Red
 
 def snapshot_store(settings: Settings, client: aioredis.Redis | None = None) -> RedisSnapshotStore:
     return RedisSnapshotStore(client or redis_client(settings), settings.redis.key_prefix)
+
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class RedisLease:
+    """``online_models.lease.Lease`` on Redis: one string key holding the owner, with a PX
+    expiry; renewal and release check the owner in a script (atomically)."""
+
+    def __init__(self, client: aioredis.Redis, key: str) -> None:
+        self._redis = client
+        self._key = key
+
+    async def acquire(self, owner: str, ttl: float) -> bool:
+        ms = _millis(ttl)
+        if await _guard(lambda: self._redis.set(self._key, owner, nx=True, px=ms)):
+            return True
+        # Already ours (a restart within the lease under the same owner id): extend it.
+        return await self.renew(owner, ttl)
+
+    async def renew(self, owner: str, ttl: float) -> bool:
+        ms = _millis(ttl)
+        done = await _guard(lambda: self._redis.eval(_RENEW, 1, self._key, owner, ms))
+        return bool(done)
+
+    async def release(self, owner: str) -> None:
+        await _guard(lambda: self._redis.eval(_RELEASE, 1, self._key, owner))
+
+    async def holder(self) -> str | None:
+        value = await _guard(lambda: self._redis.get(self._key))
+        return None if value is None else bytes(value).decode()
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def _millis(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def learner_lease(settings: Settings, client: aioredis.Redis | None = None) -> RedisLease:
+    """The learner's lease (hash-tagged with the model snapshots)."""
+    key = f"{settings.redis.key_prefix}:{{models}}:learner-lease"
+    return RedisLease(client or redis_client(settings), key)
 
 
 class ModelSwapper:

@@ -1,7 +1,8 @@
 """The learner and a worker as real processes on the real Kafka and Redis: outcomes published ->
 the learner learns -> it publishes a snapshot -> the worker hot-swaps it (a later decision is
-scored by the warm model); a killed learner restores its last snapshot; a corrupt snapshot is
-refused and the previous model keeps serving."""
+scored by the warm model); a second learner stands by until the first stops, then takes over
+and restores the last snapshot; a learner that loses its lease stops (status 3); a corrupt
+snapshot is refused and the previous model keeps serving."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ MODEL_ENV = {
     "VIGIL_MODELS__MIN_EXAMPLES": '{"churn_risk": 4}',
     "VIGIL_MODELS__LEARNER_METRICS_PORT": "0",
     "VIGIL_MODELS__LEARNER_BATCH_WITHIN_SECONDS": "0.05",
+    "VIGIL_MODELS__LEARNER_LEASE_SECONDS": "6",
 }
 
 
@@ -183,14 +185,23 @@ async def test_outcomes_teach_the_learner_and_workers_hot_swap_its_snapshots(
     assert int(served.rsplit(".", 1)[1]) >= 1 and record["scores"]["churn_risk"]["score"] != 0.05
     assert "now serving snapshot" in worker.log.read_text()
 
-    # 4. a restarted learner restores its last snapshot (a graceful stop publishes one last
-    # snapshot and leaves the consumer group at once; a killed one's partitions wait for the
-    # group's session timeout, and its learning since the last snapshot is lost: see
-    # tests/unit/test_models_runner.py)
-    learner.stop()
+    # 4. a second learner stands by, outside the consumer group, while the first holds the
+    # lease; a graceful stop publishes one last snapshot, leaves the group and releases the
+    # lease at once, and the standby takes over and restores that snapshot (a killed learner's
+    # lease expires within the lease period; its learning since the last snapshot is lost:
+    # see tests/unit/test_models_runner.py)
+    standby = LearnerProcess(env, tmp_path / "learner2.log").start()
+    cleanup.append(standby.kill)
+    await wait_for(
+        lambda: "standing by, the lease is held by" in standby.log.read_text(),
+        30,
+        "the standby",
+        standby,
+    )
+    assert "vigil learner started" not in standby.log.read_text()
+    assert learner.stop() == 0
     published = number("churn_risk")
-    learner = LearnerProcess(env, tmp_path / "learner2.log").start()
-    cleanup.append(learner.kill)
+    learner = standby
     await wait_for(
         lambda: "restored churn_risk from snapshot" in learner.log.read_text(),
         30,
@@ -201,8 +212,14 @@ async def test_outcomes_teach_the_learner_and_workers_hot_swap_its_snapshots(
     await wait_for(lambda: number("churn_risk") > published, 30, "a new snapshot", learner)
     assert examples("churn_risk") >= 9
 
-    # 5. a corrupt snapshot is refused by the worker; the previous model keeps serving
-    assert learner.stop() is not None
+    # 5. a learner whose lease is taken (e.g. it paused longer than the lease) stops at its
+    # next renewal, publishes nothing more and exits with status 3 (a supervisor restarts it)
+    sync_redis.set(f"{prefix}:{{models}}:learner-lease", "another-learner", px=60_000)
+    await wait_for(lambda: not learner.alive(), 30, "the learner to stop", learner)
+    assert learner.proc is not None and learner.proc.returncode == 3, learner.log_tail()
+    assert "lost the lease (held by another-learner now)" in learner.log.read_text()
+
+    # 6. a corrupt snapshot is refused by the worker; the previous model keeps serving
     current = number("churn_risk")
     corrupt = {"n": current + 1, "blob": b"VIGILSNAP1\nnot a snapshot"}
     sync_redis.hset(f"{prefix}:{{models}}:snapshot:churn_risk", mapping=corrupt)

@@ -38,8 +38,8 @@ GRAFANA_DATASOURCES = (
 GRAFANA_PROVIDERS = ROOT / "deploy" / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "vigil.json"
 
-SERVICES = ("kafka", "redis", "topics", "worker", "api", "prometheus", "grafana")
-VIGIL_PROCESSES = ("worker", "api")
+SERVICES = ("kafka", "redis", "topics", "worker", "learner", "api", "prometheus", "grafana")
+VIGIL_PROCESSES = ("worker", "learner", "api")
 
 # The metric families the dashboard must chart (the names engine/metrics.py exports).
 REQUIRED_METRICS = (
@@ -240,6 +240,7 @@ def test_vigil_processes_are_built_from_this_repository(
         context = build if isinstance(build, str) else build.get("context", ".")
         assert (ROOT / context / "Dockerfile").resolve() == DOCKERFILE
     assert command_of(services["worker"])[0] == "worker"
+    assert command_of(services["learner"])[0] == "learner"
     assert command_of(services["api"])[0] == "api"
 
 
@@ -482,9 +483,10 @@ def test_topics_job_matches_vigil_services_topics(
 # --------------------------------------------------------------------------- prometheus
 
 
-def test_prometheus_scrapes_the_worker_and_the_api(defaults: Settings) -> None:
+def test_prometheus_scrapes_the_worker_the_learner_and_the_api(defaults: Settings) -> None:
     targets = {t: path for path, ts in scrape_targets().values() for t in ts}
     assert targets.get(f"worker:{defaults.worker.metrics_port}") == "/metrics"
+    assert targets.get(f"learner:{defaults.models.learner_metrics_port}") == "/metrics"
     assert targets.get(f"api:{defaults.api.port}") == "/metrics"
 
 

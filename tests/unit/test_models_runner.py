@@ -1,15 +1,19 @@
 """The learner process's driver over the in-memory twins: batches of raw records in, snapshots
-published, restored after a restart with at most one snapshot interval of learning lost."""
+published, restored after a restart with at most one snapshot interval of learning lost; the
+lease that keeps a second learner standing by."""
 
 from __future__ import annotations
 
 import orjson
 
+from engine.clock import FixedClock
+from engine.errors import InfrastructureError
 from online_models.catalog import build_catalog
 from online_models.labels import DAY, MemoryLabelStore
 from online_models.learner import Learner, LearnerConfig
+from online_models.lease import MemoryLease
 from online_models.snapshots import MemorySnapshotStore
-from streams.learner import LearnerRunner
+from streams.learner import LearnerRunner, LeaseKeeper
 from tests.unit.test_models_learner import T0, decision, outcome, outcome_record
 
 
@@ -63,3 +67,77 @@ async def test_a_restart_restores_the_last_snapshot_and_loses_at_most_one_interv
     assert second.learner.health()["models"]["churn_risk"]["labelled"] == 40
     await second.process(batch(50, 5))
     assert second.learner.scorer().models["churn_risk"].examples == 45
+
+
+class FlakyLease(MemoryLease):
+    """The in-memory lease with Redis unreachable while ``down`` (fault injection)."""
+
+    down = False
+
+    async def renew(self, owner: str, ttl: float) -> bool:
+        if self.down:
+            raise InfrastructureError("Redis failed: ConnectionError")
+        return await super().renew(owner, ttl)
+
+
+async def test_a_standby_waits_for_the_lease_and_takes_over_when_it_expires() -> None:
+    clock = FixedClock(T0)
+    lease = MemoryLease(clock)
+    assert await lease.acquire("first", 30.0)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # time passes while the standby waits
+        slept.append(seconds)
+        clock.set(clock.now() + seconds)
+
+    standby = LeaseKeeper(lease, "second", 30.0, clock)
+    await standby.wait(sleep)
+    assert await lease.holder() == "second"
+    assert slept == [10.0, 10.0, 10.0], "it polls every third of the lease until it expires"
+
+
+async def test_a_lost_lease_stops_publishing() -> None:
+    clock = FixedClock(T0)
+    lease = MemoryLease(clock)
+    keeper = LeaseKeeper(lease, "first", 30.0, clock)
+    await keeper.wait()
+    assert await keeper.renew()
+    clock.set(T0 + 31)  # a long pause: the lease expired and another learner took it
+    assert await lease.acquire("second", 30.0)
+    assert not await keeper.renew() and keeper.lost
+    assert not await keeper.renew(), "lost stays lost"
+    await keeper.release()
+    assert await lease.holder() == "second", "releasing a lost lease leaves the new holder alone"
+
+    r = runner(MemorySnapshotStore(), MemoryLabelStore())
+    await r.start()
+    await r.process(batch(0, 5))
+    r.holding = False  # what the learner's renewal timer does when keeper.renew() is False
+    assert await r.publish() == {} and await r.publish(force=True) == {}
+
+
+async def test_redis_down_for_a_whole_lease_period_counts_as_lost() -> None:
+    clock = FixedClock(T0)
+    lease = FlakyLease(clock)
+    keeper = LeaseKeeper(lease, "first", 30.0, clock)
+    await keeper.wait()
+    lease.down = True
+    clock.set(T0 + 10)
+    assert await keeper.renew(), "a failed renewal within the period: keep going, retry"
+    clock.set(T0 + 29)
+    assert await keeper.renew()
+    lease.down = False
+    clock.set(T0 + 29.5)
+    assert await keeper.renew() and not keeper.lost, "confirmed again before it expired"
+    lease.down = True
+    clock.set(T0 + 29.5 + 30)
+    assert not await keeper.renew() and keeper.lost, "unconfirmed for a whole period: lost"
+
+
+async def test_a_graceful_stop_hands_the_lease_over_at_once() -> None:
+    clock = FixedClock(T0)
+    lease = MemoryLease(clock)
+    first = LeaseKeeper(lease, "first", 30.0, clock)
+    await first.wait()
+    await first.release()
+    assert await lease.acquire("second", 30.0)
