@@ -192,8 +192,10 @@ def parse_event(
     except orjson.JSONDecodeError as exc:
         # orjson refuses numbers out of double range and NaN/Infinity literals, which many
         # producers write; the standard parser reads them so the field check can name them.
+        # Decoded as UTF-8 first: given bytes, json.loads guesses UTF-16/32 from NUL bytes and
+        # would read b"\x001" as the number 1.
         try:
-            doc = json.loads(raw)
+            doc = json.loads(raw.decode("utf-8"))
         except (ValueError, RecursionError):
             return InvalidEvent(InvalidReason.NOT_JSON, f"not valid JSON: {exc}")
     if not isinstance(doc, dict):

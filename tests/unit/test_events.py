@@ -87,6 +87,11 @@ def test_extra_fields_are_kept() -> None:
     [
         (b"{not json", InvalidReason.NOT_JSON),
         (b"\xff\xfe\x00", InvalidReason.NOT_JSON),
+        # NUL-led bytes are not UTF-8 JSON (the standard parser alone would guess UTF-16 and
+        # read a number, a list or a string: found by the bad-input volume test)
+        (b"\x001", InvalidReason.NOT_JSON),
+        (b"\x00[\x00]", InvalidReason.NOT_JSON),
+        (b'\x00"\x00a\x00"', InvalidReason.NOT_JSON),
         (b'"a string"', InvalidReason.NOT_AN_OBJECT),
         (b"[]", InvalidReason.NOT_AN_OBJECT),
         (orjson.dumps({"type": "wire", "event_id": "x"}), InvalidReason.UNKNOWN_TYPE),
