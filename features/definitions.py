@@ -757,7 +757,8 @@ def derive_vector(
     ago: Mapping[int, int] | None = None,
 ) -> Features:
     """Features from the aggregate vector (``metric * N_WIN + window``), the plain fields and
-    the closes at least a window ago (by metric column). The fast path of both stores."""
+    the closes at least a window ago (by metric column): what the Redis client computes from
+    each reply (the twin keeps the windowed part incrementally and calls ``finish_vector``)."""
     aum_text = fields.get("aum")
     aum = float(aum_text) if aum_text is not None else 0.0
     return finish_vector(windowed_values(agg), now, agg, aum, _last_times(fields), ago or {})

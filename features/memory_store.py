@@ -41,8 +41,10 @@ from features.definitions import (
     event_digest,
     finish_vector,
     merge_consent,
+    money_text,
     plan_ops,
     profile_of,
+    text_cents,
     update_windowed_values,
     windowed_values,
 )
@@ -55,7 +57,8 @@ _SLOTS_PER_DAY = max(1, 86400 // DEDUP_SLOT)
 class _Customer:
     # State (what the Redis hash holds, parsed).
     wm: float | None = None  # the newest event time seen (the customer's "now")
-    aum: int | None = None  # AUM now, cents
+    aum: int | None = None  # AUM now, cents, as the script reads its ``aum`` field back
+    aum_units: float = 0.0  # AUM now as features show it (the field's text, parsed)
     aum_at: float | None = None  # event time of the last change of AUM
     aum_from_profile: bool = False  # AUM was once set by a profile snapshot
     balances: dict[str, int] = field(default_factory=dict)  # balance field -> cents
@@ -229,7 +232,10 @@ class MemoryStateStore:
                 aum = max(aum + move, 0)
                 if new_at is None or ts > new_at:
                     new_at = ts
-            cust.aum = aum
+            # The script keeps AUM as text (%.15g of the units) and reads it back rounded to
+            # the cent: beyond 15 significant digits that is not ``aum``, so keep what it keeps.
+            text = money_text(aum)
+            cust.aum, cust.aum_units = text_cents(text), float(text)
             cust.aum_at = new_at
             if from_profile:
                 cust.aum_from_profile = True
@@ -250,13 +256,11 @@ class MemoryStateStore:
             )
             cust.effects = dict(cust.fired), tuple(contacts)
         fired, contacts_now = cust.effects
-        # AUM as the script formats it (%.15g of the units) and reads it back: exactly c / 100.
-        aum = cust.aum / 100 if cust.aum is not None else 0.0
         return CustomerState(
             customer_id=cid,
             status=status,  # type: ignore[arg-type]
             now=now,
-            features=finish_vector(cust.win, now, agg, aum, cust.times, ago),
+            features=finish_vector(cust.win, now, agg, cust.aum_units, cust.times, ago),
             profile=cust.profile,
             fired=fired,
             contacts=contacts_now,
@@ -304,7 +308,10 @@ def _aggregates(cust: _Customer, now: float) -> tuple[list[int | None], dict[int
         cust.win = windowed_values(cust.agg)
         cust.agg_day, cust.agg_hour = cd, ch
     elif cust.agg_hour != ch:
-        prev = None if cust.rolled else cust.agg_hour
+        # Forward in time, only the hour windows a bucket left; after a roll-up, or read at an
+        # earlier hour than the last (a redelivered event with a later time moves the reading
+        # hour past the watermark, the next read is at the watermark), all of them.
+        prev = None if cust.rolled or ch < cust.agg_hour else cust.agg_hour
         changed = refresh_hour_windows(cust.agg, cust.buckets, ch, prev)
         update_windowed_values(cust.win, cust.agg, changed)
         cust.agg_hour = ch

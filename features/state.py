@@ -20,11 +20,10 @@ def build_state(
     now: float,
     buckets: Mapping[Key, Mapping[int, int]],
     fields: Mapping[str, str],
-    aggregates: tuple[list[int | None], dict[int, int]] | None = None,
 ) -> CustomerState:
-    """The state from buckets and plain fields (the same for the Redis reply and the twin,
-    which passes its incrementally kept ``aggregates``)."""
-    agg, ago = aggregates if aggregates is not None else aggregate(buckets, now)
+    """The state from the Redis hash's buckets and plain fields (the twin builds the same from
+    its incrementally kept caches: ``MemoryStateStore._state``)."""
+    agg, ago = aggregate(buckets, now)
     fired, contacts = effects_of(fields)
     return CustomerState(
         customer_id=customer_id,

@@ -114,3 +114,60 @@ def test_twin_equals_redis(stream: list[StateUpdate], redis_url: str, unique: st
             await redis_store.close()
 
     asyncio.run(run())
+
+
+def _tx(event_id: str, ts: float, **extra: object) -> StateUpdate:
+    ev = {
+        "type": "transaction",
+        "amount": 100.0,
+        "direction": "debit",
+        "kind": "purchase",
+        "account_id": "a1",
+        **extra,
+    }
+    return StateUpdate("c1", event_id, ts, ops_for_dict(ev))
+
+
+def _same_on_both(steps: list[list[StateUpdate]], redis_url: str, unique: str) -> None:
+    """Apply the batches to Redis and to the twin; states (features in the same key order),
+    then a read, must be equal."""
+
+    async def run() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        redis_store = RedisStateStore(client, LIMITS, prefix=f"fix{unique}")
+        memory = MemoryStateStore(LIMITS)
+        try:
+            for batch in steps:
+                a = await redis_store.apply(batch, wall=0.0)
+                b = await memory.apply(batch, wall=0.0)
+                assert a == b
+                assert [list(x.features) for x in a] == [list(x.features) for x in b]
+            assert await redis_store.read("c1") == await memory.read("c1")
+        finally:
+            keys = [k async for k in client.scan_iter(match=f"fix{unique}:*")]
+            if keys:
+                await client.delete(*keys)
+            await redis_store.close()
+
+    asyncio.run(run())
+
+
+def test_a_redelivery_with_a_later_time_then_an_earlier_read(redis_url: str, unique: str) -> None:
+    """Found in review: the duplicate is read at its own (later) hour, the next event at the
+    watermark's hour again: the 1 h window must count the first event again."""
+    outcome = StateUpdate("c1", "o", T0 + 0.6 * HOUR, ())
+    steps = [[_tx("x", T0 + 0.5 * HOUR)], [_tx("x", T0 + 1.5 * HOUR)], [outcome]]
+    _same_on_both(steps, redis_url, unique)
+    steps = [[_tx("x", T0 + 1.5 * HOUR)], [_tx("x", T0 + 2.5 * HOUR)], [_tx("y", T0 + 1.7 * HOUR)]]
+    _same_on_both(steps, redis_url, f"{unique}b")
+
+
+def test_aum_beyond_fifteen_digits_is_rounded_as_the_script_keeps_it(
+    redis_url: str, unique: str
+) -> None:
+    """Found in review: the script keeps AUM as %.15g text; the twin must round the same way."""
+    profile = StateUpdate(
+        "c1", "p", T0, ops_for_dict({"type": "profile", "aum": 12345678901234.56})
+    )
+    steps = [[profile], [_tx("t1", T0 + HOUR, balance_after=None)], [_tx("t2", T0 + 8 * DAY)]]
+    _same_on_both(steps, redis_url, unique)
