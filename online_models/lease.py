@@ -8,7 +8,9 @@ its holder dies without a graceful stop, so a standby takes over within one leas
 
 ``Lease`` is the port; ``MemoryLease`` is its twin (injected clock) and
 ``streams.model_store.RedisLease`` the real adapter (``SET NX PX`` and two small scripts). One
-contract suite (``tests/contract/test_lease.py``) runs on both.
+contract suite (``tests/contract/test_lease.py``) runs on both. Publishing a model snapshot is
+fenced by the lease too (the snapshot stores take the owner): a learner that paused past its
+lease cannot overwrite the new holder's snapshots even before its next renewal says so.
 
 >>> from engine.clock import FixedClock
 >>> clock = FixedClock(100.0)
@@ -26,6 +28,10 @@ from __future__ import annotations
 from typing import Protocol
 
 from engine.clock import Clock
+
+
+class LeaseLostError(Exception):
+    """A write fenced by the lease was refused: another learner holds it now."""
 
 
 class Lease(Protocol):
@@ -46,6 +52,8 @@ class Lease(Protocol):
     async def holder(self) -> str | None:
         """Who holds the lease now (None: free)."""
         ...
+
+    async def close(self) -> None: ...
 
 
 class MemoryLease:
@@ -80,3 +88,6 @@ class MemoryLease:
 
     async def holder(self) -> str | None:
         return self._current()
+
+    async def close(self) -> None:
+        return None

@@ -33,6 +33,7 @@ import orjson
 
 from engine.errors import SnapshotError
 from online_models import metrics
+from online_models.lease import Lease, LeaseLostError
 
 log = logging.getLogger(__name__)
 
@@ -171,12 +172,20 @@ class SnapshotStore(Protocol):
 
 
 class MemorySnapshotStore:
-    """``SnapshotStore`` in a dict: for replay, tests and one-process runs."""
+    """``SnapshotStore`` in a dict: for replay, tests and one-process runs. With a ``fence``
+    (a lease and an owner), ``publish`` raises ``LeaseLostError`` unless the owner holds it."""
 
-    def __init__(self) -> None:
+    def __init__(self, fence: tuple[Lease, str] | None = None) -> None:
         self._latest: dict[str, tuple[int, bytes]] = {}
+        self._fence = fence
 
     async def publish(self, name: str, blob: bytes) -> int:
+        if self._fence is not None:
+            lease, owner = self._fence
+            if await lease.holder() != owner:
+                raise LeaseLostError(
+                    f"snapshot of {name} not published: the lease is not {owner}'s"
+                )
         number = self._latest.get(name, (0, b""))[0] + 1
         self._latest[name] = (number, bytes(blob))
         return number

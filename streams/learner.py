@@ -10,9 +10,11 @@ snapshots every ``models.snapshot_seconds`` (and on a graceful stop), and restor
 At most one learner learns: each holds the learner's lease (``online_models.lease``) before it
 joins its consumer group, so a second one stands by outside the group (its partitions would
 otherwise be taken and half-taught models published). The holder renews the lease every third
-of ``models.learner_lease_seconds``; once a renewal fails it publishes nothing more, stops and
-exits with status 3, and a standby takes over within one lease period (at once after a graceful
-stop, which releases it).
+of ``models.learner_lease_seconds`` and publishes snapshots only while it holds it (the publish
+script checks). Once a renewal or a publish finds the lease gone, it exits at once with status
+3, without committing the offsets of what it learned since its last snapshot: the new holder
+gets those records again. A standby polls every third of the lease period: it takes over that
+soon after a graceful stop (which releases the lease), within a lease period after a crash.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import sys
 import time
@@ -41,7 +42,7 @@ from online_models import metrics as prom
 from online_models.catalog import build_catalog
 from online_models.labels import LabelStore
 from online_models.learner import Learner, LearnerConfig
-from online_models.lease import Lease
+from online_models.lease import Lease, LeaseLostError
 from online_models.settings import model_settings
 from online_models.snapshots import SnapshotStore
 from streams.agents import process_with_retry
@@ -50,7 +51,9 @@ from streams.model_store import label_store, learner_lease, redis_client, snapsh
 
 log = logging.getLogger(__name__)
 
-LEASE_LOST_EXIT = 3
+LEASE_LOST_EXIT = 3  # a supervisor restarts the learner: as a standby
+# The lease is first taken for this many periods: it must outlast Faust's start-up.
+FIRST_PERIODS = 3
 
 
 def learner_owner() -> str:
@@ -62,7 +65,7 @@ class LeaseKeeper:
     """Takes, renews and gives up the learner's lease; ``lost`` once it may no longer learn."""
 
     def __init__(self, lease: Lease, owner: str, ttl: float, clock: Clock | None = None) -> None:
-        self.lease = lease
+        self.lease = lease  # replaceable (``rebind``): a client belongs to one event loop
         self.owner = owner
         self.ttl = ttl
         self.clock = clock or WallClock()
@@ -74,7 +77,8 @@ class LeaseKeeper:
         said: object = object()
         while True:
             try:
-                if await self.lease.acquire(self.owner, self.ttl):
+                # Taken for a longer first period: Faust starts before the first renewal.
+                if await self.lease.acquire(self.owner, self.ttl * FIRST_PERIODS):
                     self._confirmed_at = self.clock.now()
                     log.info("learner: holding the lease as %s", self.owner)
                     return
@@ -86,9 +90,15 @@ class LeaseKeeper:
                 log.warning("learner: the lease could not be checked, retrying: %s", exc)
             await sleep(self.ttl / 3)
 
+    def rebind(self, lease: Lease) -> None:
+        """Use another client to the same lease (the next event loop's), keeping what was
+        confirmed when."""
+        self.lease = lease
+
     async def renew(self) -> bool:
         """Renew the lease; False from the moment it is lost: another learner holds it, or
-        Redis has not confirmed it for a whole lease period (it may have expired meanwhile)."""
+        Redis has not confirmed it for two thirds of a lease period (the renewal after that
+        could come too late)."""
         if self.lost:
             return False
         now = self.clock.now()
@@ -99,14 +109,14 @@ class LeaseKeeper:
             self.lost = True
         except InfrastructureError as exc:
             since = self._confirmed_at if self._confirmed_at is not None else now
-            if now - since >= self.ttl:
+            if now - since >= self.ttl * 2 / 3:
                 self.lost = True
             else:
                 log.warning("learner: lease not renewed, retrying: %s", exc)
         return not self.lost
 
     async def release(self) -> None:
-        """Give the lease up (a graceful stop): a standby takes over at once."""
+        """Give the lease up (a graceful stop): a standby takes over at its next poll."""
         if self.lost:
             return
         try:
@@ -188,14 +198,16 @@ class LearnerRunner:
         return out
 
 
-def build_runner(settings: Settings) -> LearnerRunner:
+def build_runner(settings: Settings, owner: str | None = None) -> LearnerRunner:
+    """The runner on Redis; with ``owner``, its snapshots are published only under the lease."""
     ms = model_settings(settings)
     client = redis_client(settings)
     learner = Learner(
         LearnerConfig.from_settings(ms, settings.model_seed),
         build_catalog(ms.challenger, ms.min_examples),
     )
-    return LearnerRunner(learner, label_store(settings, client), snapshot_store(settings, client))
+    snapshots = snapshot_store(settings, client, fence_owner=owner)
+    return LearnerRunner(learner, label_store(settings, client), snapshots)
 
 
 def build_learner(settings: Settings, keeper: LeaseKeeper) -> tuple[faust.App, LearnerRunner]:
@@ -204,7 +216,7 @@ def build_learner(settings: Settings, keeper: LeaseKeeper) -> tuple[faust.App, L
     group = settings.kafka.consumer_group + ms.learner_group_suffix
     kafka = settings.kafka.model_copy(update={"consumer_group": group})
     app = create_app(settings.model_copy(update={"kafka": kafka}))
-    runner = build_runner(settings)
+    runner = build_runner(settings, keeper.owner)
     backoff = settings.worker.retry_backoff_max_seconds
     source = app.topic(settings.kafka.topic("decisions"), key_type=bytes, value_type=bytes)
 
@@ -217,22 +229,28 @@ def build_learner(settings: Settings, keeper: LeaseKeeper) -> tuple[faust.App, L
             # process_with_retry is generic in what a batch holds (typed for the worker's).
             await process_with_retry(runner.process, values, backoff)  # type: ignore[arg-type]
 
+    async def lease_lost(why: str) -> None:
+        """Exit now: no graceful stop, so nothing more is published or committed (the new
+        holder is handed the records learned since the last snapshot again)."""
+        runner.holding = False
+        holder = None
+        with contextlib.suppress(InfrastructureError):
+            holder = await keeper.lease.holder()
+        log.critical("learner: lost the lease (held by %s now): %s; exiting", holder, why)
+        logging.shutdown()
+        os._exit(LEASE_LOST_EXIT)
+
     @app.timer(interval=ms.snapshot_seconds)
     async def checkpoint() -> None:
         if runner.ready:
-            await runner.publish()
+            try:
+                await runner.publish()
+            except LeaseLostError as exc:
+                await lease_lost(str(exc))
 
     async def keep_lease() -> None:
         if runner.holding and not await keeper.renew():
-            runner.holding = False
-            holder = None
-            with contextlib.suppress(InfrastructureError):
-                holder = await keeper.lease.holder()
-            log.critical(
-                "learner: lost the lease (held by %s now): publishing nothing more, stopping",
-                holder,
-            )
-            os.kill(os.getpid(), signal.SIGTERM)
+            await lease_lost("the renewal failed")
 
     @app.timer(interval=keeper.ttl / 3)
     async def renew_lease() -> None:
@@ -245,7 +263,9 @@ def build_learner(settings: Settings, keeper: LeaseKeeper) -> tuple[faust.App, L
                 await runner.publish()
             except Exception as exc:  # stopping anyway: say what is lost
                 log.error("learner: final snapshot not published: %s", exc)
+        runner.holding = False
         await keeper.release()
+        await keeper.lease.close()
 
     @app.task
     async def started() -> None:
@@ -266,12 +286,13 @@ def run_learner(settings: Settings) -> None:
         start_http_server(ms.learner_metrics_port, addr=settings.worker.metrics_host)
     owner, ttl = learner_owner(), ms.learner_lease_seconds
 
+    keeper = LeaseKeeper(learner_lease(settings), owner, ttl)
+
     async def wait_for_lease() -> None:
-        lease = learner_lease(settings)  # its own client: this event loop ends before Faust's
         try:
-            await LeaseKeeper(lease, owner, ttl).wait()
+            await keeper.wait()
         finally:
-            await lease.close()
+            await keeper.lease.close()  # its client belongs to this loop, which ends here
 
     # Faust sets up logging when it starts; until then, say what the standby is doing.
     handler = logging.StreamHandler()
@@ -285,14 +306,10 @@ def run_learner(settings: Settings) -> None:
     finally:
         log.removeHandler(handler)
         log.setLevel(logging.NOTSET)
-    keeper = LeaseKeeper(learner_lease(settings), owner, ttl)
+    keeper.rebind(learner_lease(settings))  # a new client for Faust's event loop
     app, _ = build_learner(settings, keeper)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
-    try:
-        worker.execute_from_commandline()
-    finally:
-        if keeper.lost:
-            sys.exit(LEASE_LOST_EXIT)  # a supervisor restarts it: as a standby
+    worker.execute_from_commandline()
 
 
 def learner_command() -> None:

@@ -27,17 +27,28 @@ from redis.exceptions import RedisError
 from engine.config import Settings
 from engine.errors import InfrastructureError
 from online_models.labels import MARK_LABELS, Checkout, FeatureSnapshot, PendingLabels
+from online_models.lease import LeaseLostError
 from online_models.scorer import ModelScorer
 from online_models.settings import DAY, model_settings
 from online_models.snapshots import SnapshotPoller
 
 log = logging.getLogger(__name__)
 
+# KEYS: numbers, the model's snapshot, the learner lease. ARGV: model, blob, owner ('' = no
+# fence). Fenced: only the lease's owner publishes (-1 otherwise).
 _PUBLISH = """
+if ARGV[3] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[3] then
+  return -1
+end
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 redis.call('HSET', KEYS[2], 'n', n, 'blob', ARGV[2])
 return n
 """
+
+
+def lease_key(prefix: str) -> str:
+    """The learner lease's key (hash-tagged with the model snapshots it fences)."""
+    return f"{prefix}:{{models}}:learner-lease"
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
@@ -55,18 +66,27 @@ async def _guard(op: Callable[[], Awaitable[Any]]) -> Any:
 class RedisSnapshotStore:
     """``SnapshotStore`` on Redis: the latest snapshot per model and a counter per model."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str = "vigil") -> None:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str = "vigil", fence_owner: str | None = None
+    ) -> None:
         self._redis = client
         self._numbers = f"{prefix}:{{models}}:numbers"
         self._prefix = prefix
         self._publish = client.register_script(_PUBLISH)
+        self._fence_owner = fence_owner
 
     def _blob(self, name: str) -> str:
         return f"{self._prefix}:{{models}}:snapshot:{name}"
 
     async def publish(self, name: str, blob: bytes) -> int:
-        keys = [self._numbers, self._blob(name)]
-        return int(await _guard(lambda: self._publish(keys=keys, args=[name, blob])))
+        """Publish; with a ``fence_owner``, only while that owner holds the learner lease
+        (checked in the same script: ``LeaseLostError`` otherwise)."""
+        keys = [self._numbers, self._blob(name), lease_key(self._prefix)]
+        owner = self._fence_owner or ""
+        number = int(await _guard(lambda: self._publish(keys=keys, args=[name, blob, owner])))
+        if number < 0:
+            raise LeaseLostError(f"snapshot of {name} not published: the lease is not {owner}'s")
+        return number
 
     async def numbers(self) -> dict[str, int]:
         raw = await _guard(lambda: self._redis.hgetall(self._numbers))
@@ -214,8 +234,12 @@ def label_store(settings: Settings, client: aioredis.Redis | None = None) -> Red
     )
 
 
-def snapshot_store(settings: Settings, client: aioredis.Redis | None = None) -> RedisSnapshotStore:
-    return RedisSnapshotStore(client or redis_client(settings), settings.redis.key_prefix)
+def snapshot_store(
+    settings: Settings, client: aioredis.Redis | None = None, fence_owner: str | None = None
+) -> RedisSnapshotStore:
+    return RedisSnapshotStore(
+        client or redis_client(settings), settings.redis.key_prefix, fence_owner
+    )
 
 
 _RENEW = """
@@ -269,8 +293,7 @@ def _millis(seconds: float) -> int:
 
 def learner_lease(settings: Settings, client: aioredis.Redis | None = None) -> RedisLease:
     """The learner's lease (hash-tagged with the model snapshots)."""
-    key = f"{settings.redis.key_prefix}:{{models}}:learner-lease"
-    return RedisLease(client or redis_client(settings), key)
+    return RedisLease(client or redis_client(settings), lease_key(settings.redis.key_prefix))
 
 
 class ModelSwapper:

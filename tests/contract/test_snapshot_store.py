@@ -1,6 +1,6 @@
 """One contract suite per model port, run on the in-memory twin and on real Redis:
-``SnapshotStore`` (published model snapshots) and ``LabelStore`` (feature snapshots awaiting
-their labels)."""
+``SnapshotStore`` (published model snapshots, fenced by the learner lease) and ``LabelStore``
+(feature snapshots awaiting their labels)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
+from engine.clock import WallClock
 from online_models.labels import (
     DAY,
     Checkout,
@@ -17,8 +18,9 @@ from online_models.labels import (
     LabelStore,
     MemoryLabelStore,
 )
+from online_models.lease import Lease, LeaseLostError, MemoryLease
 from online_models.snapshots import MemorySnapshotStore, SnapshotStore
-from streams.model_store import RedisLabelStore, RedisSnapshotStore
+from streams.model_store import RedisLabelStore, RedisLease, RedisSnapshotStore, lease_key
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 D0 = int(T0 // DAY)
@@ -77,6 +79,41 @@ async def test_fetch_returns_the_latest_snapshot_with_its_number(
     await snapshots.publish("churn_risk", b"one")
     await snapshots.publish("churn_risk", b"two" * 100_000)
     assert await snapshots.fetch("churn_risk") == (2, b"two" * 100_000)
+
+
+@pytest_asyncio.fixture(params=["memory", "redis"])
+async def fenced(
+    request: pytest.FixtureRequest, unique: str
+) -> AsyncIterator[tuple[SnapshotStore, Lease]]:
+    """A snapshot store fenced by the learner lease for owner "first", and that lease."""
+    if request.param == "memory":
+        lease: Lease = MemoryLease(WallClock())
+        yield MemorySnapshotStore(fence=(lease, "first")), lease
+        return
+    client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+    prefix = f"test{unique}"
+    yield (
+        RedisSnapshotStore(client, prefix, fence_owner="first"),
+        RedisLease(client, lease_key(prefix)),
+    )
+    await _drop(client, prefix)
+    await client.aclose()
+
+
+async def test_a_fenced_store_publishes_only_while_its_owner_holds_the_lease(
+    fenced: tuple[SnapshotStore, Lease],
+) -> None:
+    store, lease = fenced
+    with pytest.raises(LeaseLostError):
+        await store.publish("churn_risk", b"nobody holds the lease")
+    assert await lease.acquire("first", 60.0)
+    assert await store.publish("churn_risk", b"one") == 1
+    await lease.release("first")
+    assert await lease.acquire("second", 60.0)
+    with pytest.raises(LeaseLostError):
+        await store.publish("churn_risk", b"stale")
+    assert await store.numbers() == {"churn_risk": 1}
+    assert await store.fetch("churn_risk") == (1, b"one")
 
 
 # -- LabelStore --------------------------------------------------------------------------
