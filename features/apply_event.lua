@@ -5,7 +5,7 @@
 --
 -- KEYS: 1 the customer's hash  (see docs/features.md for its fields)
 --       2 the stored result of this event (a string with its own expiry)
--- ARGV: 1 event digest (8 bytes)  2 event time  3 wall time  4 '1' if the event changes state
+-- ARGV: 1 event digest (__DIGEST_BYTES__ bytes)  2 event time  3 wall time  4 '1' if the event changes state
 --       5 bucket deltas (encoded columns)  6 remembered-time slots ('1,3')  7 session token
 --       8 AUM op ('', 'b' balance, 'f' flow, 'a' profile AUM)  9 balance field  10 cents
 --       11 moves AUM ('1'/'0')  12 signed cents   13.. plain fields to set: name, value
@@ -24,6 +24,8 @@ local NLAST = __NLAST__
 local SESSION_COL = __SESSION_COL__
 local SESSIONS_KEPT = __SESSIONS_KEPT__
 local AUM_COLS = {__AUM_MAX__, __AUM_MIN__, __AUM_CLOSE__}
+local AMAX, AMIN, ACLOSE = __AUM_MAX__, __AUM_MIN__, __AUM_CLOSE__
+local DIGEST_BYTES, DIGESTS_PER_FIELD = __DIGEST_BYTES__, __DIGESTS_PER_FIELD__
 local HOUR_KEEP, DAY_KEEP, LONGEST = __HOUR_KEEP__, __DAY_KEEP__, __LONGEST__
 local HORIZON, LATENESS, DEDUP_SLOT = __HORIZON__, __LATENESS__, __DEDUP_SLOT__
 local RETENTION, RETENTION_EX = __RETENTION__, __RETENTION_EX__
@@ -68,6 +70,12 @@ local function decode_into(v, s, first)
     i = i + 1
   end
 end
+-- AUM max, min and close are stored only where they differ: an empty min is the max, an empty
+-- close is the min (the three are always written together, so nothing else leaves them empty).
+local function expand_aum(v)
+  if v[AMAX] ~= nil and v[AMIN] == nil then v[AMIN] = v[AMAX] end
+  if v[AMIN] ~= nil and v[ACLOSE] == nil then v[ACLOSE] = v[AMIN] end
+end
 local function group_field(base, g)
   if g == 1 then return base end
   return base .. '.' .. (g - 1)
@@ -80,6 +88,7 @@ local function merge_field(base, src)
   for g = 1, #GROUPS do
     if cur[g] then decode_into(dst, cur[g], GROUPS[g][1]) end
   end
+  expand_aum(dst)
   for c, v in pairs(src) do
     local old = dst[c]
     if old == nil then
@@ -92,11 +101,15 @@ local function merge_field(base, src)
       else dst[c] = v end
     end
   end
+  local keep_close = dst[ACLOSE] ~= dst[AMIN]
+  local keep_min = dst[AMIN] ~= dst[AMAX]
   for g = 1, #GROUPS do
     local parts, last = {}, 0
     for c = GROUPS[g][1], GROUPS[g][2] do
       local j = c - GROUPS[g][1] + 1
-      if dst[c] ~= nil then parts[j] = b36(dst[c]); last = j else parts[j] = '' end
+      local kept = dst[c] ~= nil
+      if c == ACLOSE then kept = kept and keep_close elseif c == AMIN then kept = kept and keep_min end
+      if kept then parts[j] = b36(dst[c]); last = j else parts[j] = '' end
     end
     if last > 0 then redis.call('HSET', K, names[g], table.concat(parts, ',', 1, last)) end
   end
@@ -152,7 +165,7 @@ if ts < now - HORIZON then
   return 'too_late|' .. snapshot('too_late', now)
 end
 
--- Deduplication: digests of the events of each slot of event time, 8 to a field
+-- Deduplication: digests of the events of each slot of event time, DIGESTS_PER_FIELD to a field
 -- ("E<slot>", "E<slot>:1"...).
 local efield = 'E' .. b36(math.floor(ts / DEDUP_SLOT))
 local free_field, free_value = efield, nil
@@ -161,8 +174,8 @@ do
   while true do
     local v = redis.call('HGET', K, f)
     if not v then free_field, free_value = f, nil; break end
-    for p = 1, #v, 8 do
-      if string.sub(v, p, p + 7) == digest then
+    for p = 1, #v, DIGEST_BYTES do
+      if string.sub(v, p, p + DIGEST_BYTES - 1) == digest then
         local stored = redis.call('GET', KEYS[2])
         if stored then
           local bar = string.find(stored, '|', 1, true)
@@ -173,7 +186,7 @@ do
         return 'duplicate|' .. snapshot('duplicate', now)
       end
     end
-    if #v < 64 then free_field, free_value = f, v; break end
+    if #v < DIGEST_BYTES * DIGESTS_PER_FIELD then free_field, free_value = f, v; break end
     k = k + 1
     f = efield .. ':' .. k
   end
@@ -242,6 +255,7 @@ local function settle()
       redis.call('HDEL', K, part[1])
       decode_into(vec, part[2], GROUPS[g][1])
     end
+    expand_aum(vec)
     local target = day_target(m[4])
     if target then merge_field(target, vec) end
   end

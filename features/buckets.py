@@ -35,6 +35,7 @@ from collections.abc import Mapping
 
 from features.definitions import (
     AGG_CODE,
+    AUM_COLS,
     COLUMN_GROUP_SIZES,
     DAY,
     DAY_KEEP,
@@ -249,6 +250,23 @@ def decode_group(text: str, group: int, into: Bucket) -> None:
     for i, part in enumerate(text.split(",")):
         if part:
             into[first + i] = int(part, 36)
+
+
+_AMAX, _AMIN, _ACLOSE = AUM_COLS
+
+
+def expand_aum(bucket: Bucket) -> None:
+    """The AUM columns as stored are elided where they repeat (``apply_event.lua``): an absent
+    min is the max, an absent close the min (the three are always written together).
+
+    >>> b = {0: 3, _AMAX: 500}
+    >>> expand_aum(b); b[_AMIN], b[_ACLOSE]
+    (500, 500)
+    """
+    if _AMAX in bucket and _AMIN not in bucket:
+        bucket[_AMIN] = bucket[_AMAX]
+    if _AMIN in bucket and _ACLOSE not in bucket:
+        bucket[_ACLOSE] = bucket[_AMIN]
 
 
 def encode_bucket(vec: Mapping[int, int]) -> str:

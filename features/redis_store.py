@@ -23,6 +23,7 @@ from features.definitions import (
     AUM_COLS,
     DAY_KEEP,
     DEDUP_SLOT,
+    DIGEST_BYTES,
     HOUR_KEEP,
     LAST_TIMES,
     LONGEST_DAYS,
@@ -36,6 +37,8 @@ from features.keys import CustomerKeys
 from features.state import build_state, contact_field, decode_reply, split_fields
 
 _AUM_KIND = {"balance": "b", "flow": "f", "aum": "a"}
+# Digests per ``E`` field: a listpack value stays at most 64 bytes.
+DIGESTS_PER_FIELD = 64 // DIGEST_BYTES
 
 
 def _script(name: str) -> str:
@@ -53,6 +56,8 @@ def render_apply_script(limits: StoreLimits) -> str:
         "AUM_MAX": str(AUM_COLS[0] + 1),
         "AUM_MIN": str(AUM_COLS[1] + 1),
         "AUM_CLOSE": str(AUM_COLS[2] + 1),
+        "DIGEST_BYTES": str(DIGEST_BYTES),
+        "DIGESTS_PER_FIELD": str(DIGESTS_PER_FIELD),
         "HOUR_KEEP": str(HOUR_KEEP),
         "DAY_KEEP": str(DAY_KEEP),
         "LONGEST": str(LONGEST_DAYS),

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from engine.types import ApplyStatus, Contact, CustomerState, Fired
-from features.buckets import Bucket, Key, aggregate, decode_group, parse_field
+from features.buckets import Bucket, Key, aggregate, decode_group, expand_aum, parse_field
 from features.definitions import derive_vector, fmt17, profile_of
 
 num = fmt17
@@ -76,6 +76,8 @@ def split_fields(flat: list[Any]) -> tuple[dict[Key, Bucket], dict[str, str]]:
             decode_group(value, group, bucket)
         elif first != "E":
             fields[name] = value
+    for bucket in buckets.values():
+        expand_aum(bucket)
     return buckets, fields
 
 
