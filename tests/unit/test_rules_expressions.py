@@ -320,15 +320,20 @@ WATCHED = (
 _audit: dict[str, Any] = {"on": False, "seen": []}
 
 
-def _hook(event: str, args: tuple[Any, ...]) -> None:
-    if not _audit["on"]:
+def _hook(
+    event: str,
+    args: tuple[Any, ...],
+    audit: dict[str, Any] = _audit,  # bound now: module globals are gone at interpreter exit
+    watched: tuple[str, ...] = WATCHED,
+) -> None:
+    if not audit["on"]:
         return
     if event == "compile":
         # ast.parse of the expression itself, and nothing else, may compile
         if len(args) > 1 and args[1] != "<rule>":
-            _audit["seen"].append((event, args[1]))
-    elif event.startswith(WATCHED):
-        _audit["seen"].append((event, repr(args)[:80]))
+            audit["seen"].append((event, args[1]))
+    elif event.startswith(watched):
+        audit["seen"].append((event, repr(args)[:80]))
 
 
 sys.addaudithook(_hook)  # audit hooks cannot be removed; this one only looks while "on"
