@@ -777,7 +777,8 @@ def derive_vector(
 
 def windowed_values(agg: Sequence[int | None]) -> dict[str, float | str]:
     """The windowed features that have no fallback, by name, in catalog order; the features
-    with a fallback are present with a placeholder that ``finish_vector`` replaces. A store
+    with a fallback, and the derived ones, are present with a placeholder that
+    ``finish_vector`` replaces. A store
     that keeps aggregates incrementally keeps this dict in step with
     ``update_windowed_values``."""
     out: dict[str, float | str] = dict(_W_TEMPLATE)
@@ -871,7 +872,10 @@ def _compile_fast() -> tuple[
     dict[int, tuple[tuple[str, float], ...]],
     dict[str, int],
 ]:
+    # Every feature's key, windowed first then derived (the vector's order): a copy of it takes
+    # the derived values without growing.
     template: dict[str, float | str] = {name: 0.0 for name, _, _, _ in PLAN.windowed}
+    template.update({name: 0.0 for name, _, _, _ in PLAN.derived})
     plain = tuple((n, i, d) for n, i, d, fb in PLAN.windowed if fb is None)
     fallback = tuple((n, i, d) for n, i, d, fb in PLAN.windowed if fb is not None)
     by_index: dict[int, list[tuple[str, float]]] = {}
