@@ -135,14 +135,14 @@ def view(
     live = [x for x in catalog.experiment_index if x.start <= ts < x.end]
     if not live:
         return NO_EXPERIMENTS
-    variants = [(x, _pick(x.spec, x.cumulative, customer_id)) for x in live]
     types = set(hit_types)
     applied: list[Arm] = []
     assignments: list[tuple[str, str]] = []
     exposed: list[tuple[str, str]] = []
-    for x, variant in variants:
-        exp_id = x.spec.id
-        assignments.append((exp_id, variant.id))
+    for x in live:
+        variant = _pick(x.spec, x.cumulative, customer_id)
+        assignment = (x.spec.id, variant.id)
+        assignments.append(assignment)
         earlier = False
         if fired:
             for rule_id, f in fired.items():
@@ -155,9 +155,9 @@ def view(
                     break
         if not types.isdisjoint(x.alert_types):
             applied.append(_new(Arm, (x.spec, variant, not earlier)))
-            exposed.append((exp_id, variant.id))
+            exposed.append(assignment)
         elif earlier:
-            exposed.append((exp_id, variant.id))
+            exposed.append(assignment)
     return _new(ExperimentView, (tuple(assignments), tuple(applied), tuple(exposed)))
 
 

@@ -116,6 +116,8 @@ class NbaOutcome(NamedTuple):
     The candidates are kept compact (the ranking, one (status, stage) per entry, the entries
     whose eligibility condition failed) and made into ``Candidate`` values on demand: ``rows()``
     yields (ranked entry, verdict) pairs without building them, ``candidates`` builds them.
+    ``ids`` (each entry's action id) is needed only with ``failed``, which only a ranking by
+    priors has (a re-ranking leaves those actions out).
     """
 
     chosen: Candidate | None
@@ -199,23 +201,27 @@ def _condition_fails(
 # (priority, propensity, propensity source, action, channel, layer): one ranked candidate, the
 # first six fields of a Candidate.
 _Ranked = tuple[float, float, str, ActionSpec, str, str]
-# An eligible action in a plan: id, value x weight x severity weight, cost, prior propensity, and
-# the tails (action, channel, layer) of its candidates in channel order.
-_Eligible = tuple[str, float, float, float, tuple[tuple[ActionSpec, str, str], ...]]
+# An eligible action in a plan: id, value x weight x severity weight, cost, its candidates ranked
+# by its prior propensity, and their tails (action, channel, layer), in channel order.
+_Eligible = tuple[str, float, float, tuple[_Ranked, ...], tuple[tuple[ActionSpec, str, str], ...]]
+# An eligibility condition and the eligible actions that have it (evaluated once for them all).
+_Check = tuple[Callable[[Mapping[str, Any]], Any], tuple[str, ...]]
 _PLAN_CACHE_SIZE = 4096
-_SCORE_KEY = itemgetter(0, 1, 2)  # (-priority, cost, action id): unique per action
+_PRIORITY = itemgetter(0)
+_TIE_BREAK = itemgetter(2, 0)  # (cost, action id) of an eligible action: unique
 
 
 class _Plan(NamedTuple):
-    """A ranking: candidates in rank order (each one's action id beside it), the indexes of
-    each funnel layer's candidates in rank order, the eligible actions with their severity
-    weight, the eligibility conditions left to evaluate, and the ineligible actions."""
+    """A ranking: candidates in rank order (by priors: each one's action id beside it), the
+    indexes of each funnel layer's candidates in rank order, the eligible actions in tie-break
+    order (cost, then id), the eligibility conditions left to evaluate, and the ineligible
+    actions."""
 
     ranked: Sequence[_Ranked]
     ids: Sequence[str]
     by_layer: Mapping[str, Sequence[int]]
     weighted: tuple[_Eligible, ...]
-    checks: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...]
+    checks: tuple[_Check, ...]
     ineligible: tuple[Ineligible, ...]
 
 
@@ -225,38 +231,35 @@ def _evaluator(condition: Expression) -> Callable[[Mapping[str, Any]], Any]:
     return fn if callable(fn) else condition.evaluate
 
 
-def _candidates(
-    action: ActionSpec, priority: float, propensity: float, source: str
-) -> list[_Ranked]:
-    return [
-        (priority, propensity, source, action, channel, LAYER_OF_CHANNEL[channel])
-        for channel in action.channels
-    ]
+def _by_priority(ranked: list[_Ranked]) -> list[_Ranked]:
+    """Candidates listed in tie-break order -- by cost, then action id, each action's channels
+    in their listed order -- put in rank order. The sort is stable: sorting by priority alone
+    keeps the tie-break order among equal priorities, so the whole total order comes out of
+    one sort whose key is a field of the candidate (no key tuple made per candidate)."""
+    ranked.sort(key=_PRIORITY, reverse=True)
+    return ranked
 
 
-def _rank_key(c: _Ranked) -> tuple[float, float, str, int]:
-    action = c[3]
-    return (-c[0], action.cost, action.id, action.channels.index(c[4]))
-
-
-def _make_plan(
-    ranked: list[_Ranked],
-    weighted: tuple[_Eligible, ...],
-    checks: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...],
-    ineligible: tuple[Ineligible, ...],
-) -> _Plan:
-    ranked.sort(key=_rank_key)
+def _layer_indexes(ranked: Sequence[_Ranked]) -> dict[str, list[int]]:
+    """The indexes of each funnel layer's candidates, in rank order."""
     by_layer: dict[str, list[int]] = {layer: [] for layer in LAYERS}
     for i, c in enumerate(ranked):
         by_layer[c[5]].append(i)
-    return _Plan(
-        tuple(ranked),
-        tuple(c[3].id for c in ranked),
-        {layer: tuple(ix) for layer, ix in by_layer.items()},
-        weighted,
-        checks,
-        ineligible,
-    )
+    return by_layer
+
+
+def _checks(action_ids: Iterable[str], conditions: Mapping[str, Expression]) -> tuple[_Check, ...]:
+    """The eligibility conditions of these actions, each distinct condition once: actions often
+    share one (a holding such as ``wealth_buy_90d > 0``), and the same text over the same
+    features gives the same answer (or the same error)."""
+    sharing: dict[str, list[str]] = {}
+    evaluators: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
+    for action_id in action_ids:
+        condition = conditions.get(action_id)
+        if condition is not None:
+            sharing.setdefault(condition.source, []).append(action_id)
+            evaluators.setdefault(condition.source, _evaluator(condition))
+    return tuple((evaluators[text], tuple(ids)) for text, ids in sharing.items())
 
 
 def _plan(
@@ -270,7 +273,6 @@ def _plan(
     if hit is not None:
         return hit  # type: ignore[no-any-return]
     seen: set[str] = set()
-    ranked: list[_Ranked] = []
     weighted: list[_Eligible] = []
     ineligible: list[Ineligible] = []
     for alert_type in severity:
@@ -285,12 +287,20 @@ def _plan(
             weight = max([severity.get(t, 0.0) for t in action.answers])
             tails = tuple((action, c, LAYER_OF_CHANNEL[c]) for c in action.channels)
             scale = action.value * action.weight * weight
-            weighted.append((action.id, scale, action.cost, action.propensity, tails))
-            priority = action.propensity * scale - action.cost
-            ranked += _candidates(action, priority, action.propensity, "prior")
-    conditions = catalog.conditions
-    checks = tuple((e[0], _evaluator(conditions[e[0]])) for e in weighted if e[0] in conditions)
-    plan = _make_plan(ranked, tuple(weighted), checks, tuple(ineligible))
+            head = (action.propensity * scale - action.cost, action.propensity, "prior")
+            by_prior = tuple([head + tail for tail in tails])
+            weighted.append((action.id, scale, action.cost, by_prior, tails))
+    weighted.sort(key=_TIE_BREAK)
+    ranked = _by_priority([c for e in weighted for c in e[3]])
+    by_layer = _layer_indexes(ranked)
+    plan = _Plan(
+        tuple(ranked),
+        tuple([c[3].id for c in ranked]),
+        {layer: tuple(ix) for layer, ix in by_layer.items()},
+        tuple(weighted),
+        _checks([e[0] for e in weighted], catalog.conditions),
+        tuple(ineligible),
+    )
     if len(cache) >= _PLAN_CACHE_SIZE:
         cache.clear()
     cache[key] = plan
@@ -314,53 +324,49 @@ def _arrange(
     plan = _plan(severity, tier, segment, catalog)
     ineligible = list(plan.ineligible)
     failed: set[str] = set()
-    for action_id, condition in plan.checks:
+    for condition, action_ids in plan.checks:
         try:
             if condition(env):
                 continue
             why = "ineligible_condition"
         except (TypeError, ValueError, ArithmeticError) as exc:
             why = f"eligibility_error: {exc}"
-        failed.add(action_id)
-        ineligible.append(_new(Ineligible, (action_id, why)))
+        failed.update(action_ids)
+        for action_id in action_ids:
+            ineligible.append(_new(Ineligible, (action_id, why)))
     if len(ineligible) > 1:
         ineligible.sort()
     if callable(propensities):  # asked only for the eligible actions
         wanted = [e[0] for e in plan.weighted if not (failed and e[0] in failed)]
         propensities = propensities(wanted) if wanted else None
-    if not propensities or all(cold for _, cold in propensities.values()):
-        return plan, failed, ineligible
-    return _rerank(plan, failed, propensities), _NONE, ineligible
+    if propensities:
+        for _, cold in propensities.values():
+            if not cold:  # a warm propensity: ranked again
+                return _rerank(plan, failed, propensities), _NONE, ineligible
+    return plan, failed, ineligible
 
 
 def _rerank(
     plan: _Plan, failed: AbstractSet[str], propensities: Mapping[str, tuple[float, bool]]
 ) -> _Plan:
-    """The plan's eligible actions ranked again with the model's warm propensities (a value
-    outside [0, 1] is not used). Actions are sorted by (-priority, cost, id), unique per action;
-    an action's channels share these, so expanding them in their listed order after the sort
-    gives the candidates' total order."""
+    """The plan's eligible candidates ranked again with the model's warm propensities (a value
+    outside [0, 1] is not used: the action keeps its candidates by prior). Listed in the
+    plan's tie-break order, one stable sort by priority ranks them (see ``_by_priority``)."""
     get = propensities.get
-    scored = []
-    for action_id, scale, cost, prior, tails in plan.weighted:
+    ranked: list[_Ranked] = []
+    for action_id, scale, cost, by_prior, tails in plan.weighted:
         if failed and action_id in failed:
             continue
         learned = get(action_id)
         if learned is not None and not learned[1] and 0.0 <= learned[0] <= 1.0:
-            head = (float(learned[0]) * scale - cost, float(learned[0]), "model")
+            propensity = float(learned[0])
+            head = (propensity * scale - cost, propensity, "model")
+            for tail in tails:
+                ranked.append(head + tail)
         else:
-            head = (prior * scale - cost, prior, "prior")
-        scored.append((-head[0], cost, action_id, head, tails))
-    scored.sort(key=_SCORE_KEY)
-    ranked: list[_Ranked] = []
-    ids: list[str] = []
-    by_layer: dict[str, list[int]] = {layer: [] for layer in LAYERS}
-    for _, _, action_id, head, tails in scored:
-        for tail in tails:
-            by_layer[tail[2]].append(len(ranked))
-            ranked.append(head + tail)
-            ids.append(action_id)
-    return _Plan(ranked, ids, by_layer, plan.weighted, (), ())
+            ranked += by_prior
+    _by_priority(ranked)
+    return _Plan(ranked, (), _layer_indexes(ranked), plan.weighted, (), ())
 
 
 def rank(
@@ -375,8 +381,9 @@ def rank(
     """Eligible (priority, propensity, source, action, channel, layer), best first; and the
     actions that answer an alert but may not serve this customer, by id."""
     plan, failed, ineligible = _arrange(hits, tier, segment, env, catalog, propensities)
-    ranked = [c for c, i in zip(plan.ranked, plan.ids, strict=True) if i not in failed]
-    return ranked, ineligible
+    if not failed:
+        return list(plan.ranked), ineligible
+    return [c for c, i in zip(plan.ranked, plan.ids, strict=True) if i not in failed], ineligible
 
 
 def choose(
@@ -415,7 +422,7 @@ def choose(
         if allowed is not None:
             for layer in layers:
                 for i in by_layer[layer]:
-                    if ids[i] not in allowed:
+                    if ranked[i][3].id not in allowed:
                         verdict[i] = _NOT_IN_VARIANT
 
     chosen_i: int | None = None

@@ -85,9 +85,12 @@ def grade_lead(
 ) -> Lead:
     """Grade a lead from its alerts, as (rule id, severity), and the warm scores of the lead
     models; the evidence is kept as ``rule:<id>`` and ``model:<name>``."""
-    evidence = [("rule:" + rule, SEVERITY_EVIDENCE[sev]) for rule, sev in alerts]
+    evidence: list[tuple[str, float]] = []
+    for rule, sev in alerts:
+        evidence.append(("rule:" + rule, SEVERITY_EVIDENCE[sev]))
     if model_scores:
-        evidence += [("model:" + name, float(v)) for name, v in sorted(model_scores.items())]
+        for name, v in sorted(model_scores.items()):
+            evidence.append(("model:" + name, float(v)))
     miss = 1.0
     for _, p in evidence:
         miss *= 1.0 - (0.0 if p < 0.0 else 1.0 if p > 1.0 else p)

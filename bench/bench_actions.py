@@ -31,12 +31,18 @@ the mean over a whole pass, and how decisions ended (chosen per layer, none).
     .venv/bin/python bench/bench_actions.py                    # 50 actions, 20,000 decisions
     .venv/bin/python bench/bench_actions.py --warm-model      # every action's model warm
     .venv/bin/python bench/bench_actions.py --actions 100 --decisions 50000
+
+``--digest`` prints, instead of timing, a SHA-256 over every decision's full outcome (the audit
+record's rows -- each candidate with its priority, propensity and source, status and stage --,
+the chosen candidate, the lead, the route, the ineligible actions, the reservation): a change
+meant to make arbitration faster must leave it unchanged for the same arguments.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import os
 import platform
 import random
@@ -48,6 +54,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -278,6 +286,21 @@ def arbitrate(
     )
 
 
+def outcome_record(out: NbaOutcome) -> bytes:
+    """One decision's outcome, everything the audit record takes from it, as bytes."""
+    chosen, lead = out.chosen, out.lead
+    return orjson.dumps(
+        {
+            "chosen": None if chosen is None else [*chosen[:3], chosen.action.id, *chosen[4:]],
+            "lead": None if lead is None else [lead.score, lead.grade, list(lead.evidence)],
+            "route": [[s.layer, s.result, list(s.reasons)] for s in out.route],
+            "ineligible": [list(i) for i in out.ineligible],
+            "reservation": None if out.reservation is None else list(out.reservation),
+            "rows": [[*c[:3], c[3].id, c[4], c[5], *verdict] for c, verdict in out.rows()],
+        }
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--actions", type=int, default=50)
@@ -288,6 +311,11 @@ def main() -> None:
         "--warm-model",
         action="store_true",
         help="a warm offer_response propensity for every action (re-ranked per decision)",
+    )
+    parser.add_argument(
+        "--digest",
+        action="store_true",
+        help="print a SHA-256 of every decision's full outcome instead of timing",
     )
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -302,6 +330,12 @@ def main() -> None:
         else None
     )
 
+    if args.digest:
+        digest = hashlib.sha256()
+        for case in cases:
+            digest.update(outcome_record(arbitrate(case, catalog, policy, rule_types, props)))
+        print(f"outcome digest of {len(cases)} decisions: {digest.hexdigest()}")
+        return
     for case in cases:  # warm the caches (ranking plans, zoneinfo, local hours)
         arbitrate(case, catalog, policy, rule_types, props)
     wall, cpu = time.perf_counter_ns, time.thread_time_ns

@@ -170,6 +170,63 @@ def test_ineligible_actions_are_recorded_with_the_reason() -> None:
     assert "digest" not in dict(out.ineligible) and "family_sms" not in dict(out.ineligible)
 
 
+def test_actions_sharing_a_condition_are_each_recorded_when_it_fails_or_errs() -> None:
+    d = funnel_doc()
+    d["actions"] += [
+        action("second_digest", ["email"], 50, 0.01, 0.02, eligible_when="wealth_buy_90d > 0"),
+        action("rich_sms", ["sms"], 300, 0.05, 0.04, eligible_when="aum >= 100"),
+    ]
+    catalog = catalog_of(d)
+    out = decide_nba([hit("high")], tier="long_tail", catalog=catalog, env={"aum": 500.0})
+    reasons = dict(out.ineligible)
+    assert reasons["digest"] == reasons["second_digest"] == "ineligible_condition"
+    assert "rich_sms" not in reasons
+    assert list(out.ineligible) == sorted(out.ineligible)
+    env = {"wealth_buy_90d": 1.0, "aum": "x"}
+    out = decide_nba([hit("high")], tier="long_tail", catalog=catalog, env=env)
+    reasons = dict(out.ineligible)
+    assert "digest" not in reasons and "second_digest" not in reasons
+    assert reasons["rich_sms"].startswith("eligibility_error: aum holds 'x'")
+
+
+def test_warm_propensities_tie_by_cost_then_id_then_channel_whatever_the_catalog_order() -> None:
+    d = funnel_doc()
+    d["actions"] = [
+        action("b_offer", ["sms", "push"], 100, 1.0, 0.3),
+        action("a_offer", ["push", "sms"], 100, 1.0, 0.2),
+        action("cheap", ["email"], 99, 0.0, 0.1),  # same warm priority (9.0), lower cost
+        action("cold", ["sms"], 100, 1.0, 0.1),  # no warm propensity: its prior, 9.0 too
+    ]
+    d["templates"] = [
+        {"id": "t_" + "_".join(a["channels"]), "channels": a["channels"], "text": "x"}
+        for a in d["actions"]
+    ]
+    warm = {"b_offer": (0.1, False), "a_offer": (0.1, False), "cheap": (0.1, False)}
+    rng = random.Random(2)
+    orders = set()
+    for _ in range(5):
+        rng.shuffle(d["actions"])
+        ranked, _ = rank(
+            [hit("medium")],
+            tier="basic",
+            segment=None,
+            env={},
+            catalog=catalog_of(d),
+            propensities=warm,
+        )
+        orders.add(tuple((c[3].id, c[4], c[2]) for c in ranked))
+    assert orders == {
+        (
+            ("cheap", "email", "model"),
+            ("a_offer", "push", "model"),
+            ("a_offer", "sms", "model"),
+            ("b_offer", "sms", "model"),
+            ("b_offer", "push", "model"),
+            ("cold", "sms", "prior"),
+        )
+    }
+
+
 def test_a_high_lead_of_an_affluent_customer_goes_to_the_offline_rm() -> None:
     out = decide_nba([hit("high")], tier="affluent")
     assert out.chosen is not None and out.chosen.channel == "rm_handoff"
