@@ -309,14 +309,14 @@ def add_to_aggregate(
     delta: Mapping[int, int],
     ch: int,
     cd: int,
-    values: dict[str, float | str] | None = None,
+    values: dict[str, float | str],
 ) -> None:
     """Fold numbers just merged into bucket ``key`` into the aggregates (incremental upkeep;
     exact because every window is a union of buckets and sum, max, min are associative), and
     refresh the windowed feature ``values`` (see ``definitions.windowed_values``) that read them.
     """
     mem = members(key[0], key[1], ch, cd)
-    by_index = WINDOWED_BY_INDEX if values is not None else {}
+    by_index = WINDOWED_BY_INDEX
     for c, v in delta.items():
         a = AGGS[c]
         if a == "l":
@@ -335,7 +335,7 @@ def add_to_aggregate(
                 new = v if v < old else old
             agg[i] = new
             targets = by_index.get(i)
-            if targets and values is not None:
+            if targets:
                 for name, d in targets:
                     values[name] = new / d
 

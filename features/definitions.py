@@ -793,7 +793,7 @@ def update_windowed_values(
     values: dict[str, float | str], agg: Sequence[int | None], indices: Iterable[int]
 ) -> None:
     """Refresh the windowed features that read the aggregates at ``indices`` (just changed)."""
-    by_index = _W_BY_INDEX
+    by_index = WINDOWED_BY_INDEX
     for i in indices:
         targets = by_index.get(i)
         if targets:
@@ -890,9 +890,9 @@ def _compile_fast() -> tuple[
     return template, plain, fallback, {i: tuple(v) for i, v in by_index.items()}, long_of
 
 
-_W_TEMPLATE, _W_PLAIN, _W_FALLBACK, _W_BY_INDEX, _LONG_OF = _compile_fast()
-# The windowed features (name, divisor) without a fallback that read each aggregate index.
-WINDOWED_BY_INDEX = _W_BY_INDEX
+# WINDOWED_BY_INDEX: the windowed features (name, divisor) without a fallback that read each
+# aggregate index.
+_W_TEMPLATE, _W_PLAIN, _W_FALLBACK, WINDOWED_BY_INDEX, _LONG_OF = _compile_fast()
 
 
 def _build_derived() -> Callable[

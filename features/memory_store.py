@@ -48,6 +48,7 @@ from features.definitions import (
     update_windowed_values,
     windowed_values,
 )
+from features.state import contact_order
 
 _N_LAST = len(LAST_TIMES)
 _SLOTS_PER_DAY = max(1, 86400 // DEDUP_SLOT)
@@ -250,10 +251,7 @@ class MemoryStateStore:
         if cust.profile is None:
             cust.profile = profile_of(cust.fields)
         if cust.effects is None:
-            contacts = sorted(
-                cust.contacts.values(),
-                key=lambda c: (c.ts, f"{c.decision_id}|{c.action_id}|{c.channel}"),
-            )
+            contacts = sorted(cust.contacts.values(), key=contact_order)
             cust.effects = dict(cust.fired), tuple(contacts)
         fired, contacts_now = cust.effects
         return CustomerState(

@@ -52,8 +52,14 @@ def effects_of(fields: Mapping[str, str]) -> tuple[dict[str, Fired], tuple[Conta
             at, _, channel = value.partition("|")
             contacts.append(Contact(float(at), channel, decision_id, action_id))
     if len(contacts) > 1:
-        contacts.sort(key=lambda c: (c.ts, f"{c.decision_id}|{c.action_id}|{c.channel}"))
+        contacts.sort(key=contact_order)
     return fired, tuple(contacts)
+
+
+def contact_order(contact: Contact) -> tuple[float, str]:
+    """The order of a customer's contacts in their state: by time, then by field (as Redis'
+    hash would tie them)."""
+    return contact.ts, f"{contact.decision_id}|{contact.action_id}|{contact.channel}"
 
 
 def split_fields(flat: list[Any]) -> tuple[dict[Key, Bucket], dict[str, str]]:
