@@ -102,7 +102,12 @@ def decide(
     env.update(event_env({**fields, "ts": event.epoch}))
     env.update(profile_env(state.profile))
 
-    if event.type == "outcome":
+    if event.type == "outcome" or state.status == "too_late":
+        # A too-late event (older than the deduplication horizon behind the customer's newest
+        # event) is recorded but raises nothing: the state no longer remembers whether it was
+        # applied, so it may be a redelivery whose first decision was already published (its
+        # batch was emitted before the later events that moved the watermark), and deciding it
+        # again on today's state would raise alerts it never had.
         outcome = RuleOutcome()
     else:
         outcome = ctx.rules.evaluate(

@@ -45,7 +45,8 @@ class CustomerState:
 
     ``status``: ``applied`` (first time seen), ``duplicate`` (event_id seen before: nothing
     changed), ``late`` (older than the allowed lateness: windows unchanged), ``too_late`` (older
-    than the deduplication horizon: ignored for state, decided on current state).
+    than the deduplication horizon: ignored for state; recorded on the current state but it
+    raises no alert and no action, see ``engine.decide``).
     """
 
     customer_id: str

@@ -4,6 +4,7 @@ propensities from the scorer, experiments and the time zone, all in the decision
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +254,15 @@ def test_ineligible_actions_and_versions_are_in_the_record(rules: Any) -> None:
     assert d.record["actions"]["catalog_version"] == CATALOG.version
     assert len(d.record["actions"]["policy_version"]) == 12
     assert all(c["stage"] for c in d.record["actions"]["candidates"])
+
+
+def test_a_too_late_event_is_recorded_but_raises_nothing(rules: Any) -> None:
+    """Older than the dedup horizon, an event may be a redelivery of one already decided and
+    published (found by the kill -9 test): deciding it on today's state must not alert."""
+    cid = customer("arbitration")
+    applied = run(rules, event(cid), state(cid))
+    assert applied.alerts and applied.actions
+    late = replace(state(cid), status="too_late")
+    d = run(rules, event(cid), late)
+    assert d.alerts == () and d.actions == () and not d.effects
+    assert d.record["state_status"] == "too_late"
