@@ -182,25 +182,82 @@ def members(res: str, idx: int, ch: int, cd: int) -> tuple[int, ...]:
             ok = res != "W" and cd - day < size
         if ok:
             out.append(w)
-    return tuple(out)
+    mem = tuple(out)
+    return _SUFFIXES[mem[0]] if mem and mem == _SUFFIXES[mem[0]] else mem
 
 
 def aggregate(
     buckets: Mapping[Key, Mapping[int, int]], now: float
 ) -> tuple[list[int | None], dict[int, int]]:
-    """Window aggregates (``column * N_WIN + window``) and closes at least 7 days old."""
+    """Window aggregates (``column * N_WIN + window``) and closes at least 7 days old.
+
+    The catalog's windows are nested (each counts every bucket a narrower one counts), so a
+    bucket counted by windows ``k..`` is folded once into the class of window ``k``, and window
+    ``w`` is the fold of classes ``0..w``: buckets x columns + windows x columns steps instead of
+    buckets x columns x windows (sum, max and min over integers do not depend on the order). A
+    bucket whose windows are not such a suffix (a catalog whose windows are not nested) is folded
+    window by window."""
     ch, cd = hour_of(now), day_of(now)
     agg: list[int | None] = [None] * (N_COLS * N_WIN)
     ago: dict[int, int] = {}
     ago_week: dict[int, int] = {}
+    classes: list[Bucket | None] = [None] * N_WIN
+    odd: list[tuple[tuple[int, ...], Mapping[int, int]]] = []
     for (res, idx), vec in buckets.items():
+        if res == "W":
+            for c in _LAST_COLS:
+                v = vec.get(c)
+                if v is not None and idx > ago_week.get(c, -(10**9)):
+                    ago_week[c] = idx
+                    ago[c] = v
         mem = members(res, idx, ch, cd)
+        if not mem:
+            continue
+        k = mem[0]
+        if mem is not _SUFFIXES[k]:
+            odd.append((mem, vec))
+            continue
+        dst = classes[k]
+        if dst is None:
+            classes[k] = dict(vec)
+            continue
+        for c, v in vec.items():
+            prev = dst.get(c)
+            if prev is None:
+                dst[c] = v
+            else:
+                a = AGGS[c]
+                if a == "s":
+                    dst[c] = prev + v
+                elif a == "x":
+                    if v > prev:
+                        dst[c] = v
+                elif a == "n" and v < prev:
+                    dst[c] = v
+    running: Bucket = {}
+    for w in range(N_WIN):
+        cls = classes[w]
+        if cls is not None:
+            for c, v in cls.items():
+                a = AGGS[c]
+                if a == "l":
+                    continue
+                prev = running.get(c)
+                if prev is None:
+                    running[c] = v
+                elif a == "s":
+                    running[c] = v = prev + v
+                elif a == "x":
+                    if v > prev:
+                        running[c] = v
+                elif v < prev:
+                    running[c] = v
+        for c, v in running.items():
+            agg[c * N_WIN + w] = v
+    for mem, vec in odd:
         for c, v in vec.items():
             a = AGGS[c]
             if a == "l":
-                if res == "W" and idx > ago_week.get(c, -(10**9)):
-                    ago_week[c] = idx
-                    ago[c] = v
                 continue
             base = c * N_WIN
             for w in mem:
@@ -216,6 +273,10 @@ def aggregate(
                 elif v < old:
                     agg[i] = v
     return agg, ago
+
+
+_SUFFIXES: tuple[tuple[int, ...], ...] = tuple(tuple(range(k, N_WIN)) for k in range(N_WIN))
+_LAST_COLS: tuple[int, ...] = tuple(c for c, a in enumerate(AGGS) if a == "l")
 
 
 def _column_groups() -> tuple[tuple[int, int], ...]:
@@ -352,12 +413,17 @@ def refresh_hour_windows(
     no longer there to tell). Returns the aggregate indices recomputed."""
     stale: tuple[int, ...] = _HOUR_WINDOWS
     if prev_ch is not None:
-        hours = [idx for res, idx in buckets if res == "H"]
-        stale = tuple(
-            w
-            for w in _HOUR_WINDOWS
-            if any(prev_ch - idx < _WSPEC[w][1] <= ch - idx for idx in hours)
-        )
+        # Window w (of s hours) lost the hour buckets idx with prev_ch - s < idx <= ch - s.
+        left: list[int] = []
+        for w in _HOUR_WINDOWS:
+            size = _WSPEC[w][1]
+            lo, hi = prev_ch - size, ch - size
+            if hi - lo <= HOUR_KEEP:
+                if any(("H", idx) in buckets for idx in range(lo + 1, hi + 1)):
+                    left.append(w)
+            elif any(res == "H" and lo < idx <= hi for res, idx in buckets):
+                left.append(w)
+        stale = tuple(left)
     if not stale:
         return ()
     for c in range(N_COLS):
