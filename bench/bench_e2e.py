@@ -22,9 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -160,7 +163,35 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def start_contender(kind: str, settings: Settings, group: str) -> subprocess.Popen[bytes]:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def stage_means(port: int) -> dict[str, float]:
+    """Mean per batch of each pipeline stage (ms) and the mean batch size, from the worker's
+    Prometheus endpoint (where a batch's ~latency goes)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        m = re.match(r'vigil_stage_seconds_(sum|count)\{stage="(\w+)"\} (\S+)', line)
+        if m:
+            (sums if m[1] == "sum" else counts)[m[2]] = float(m[3])
+        m = re.match(r"vigil_batch_size_(sum|count) (\S+)", line)
+        if m:
+            (sums if m[1] == "sum" else counts)["batch_size"] = float(m[2])
+    out = {k: sums[k] / counts[k] * 1000 for k in sums if counts.get(k)}
+    if "batch_size" in out:
+        out["batch_size"] /= 1000
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def start_contender(
+    kind: str, settings: Settings, group: str, metrics_port: int = 0
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     source = settings.kafka.topic("transactions")
     if kind in ("baseline", "faust"):
@@ -179,7 +210,7 @@ def start_contender(kind: str, settings: Settings, group: str) -> subprocess.Pop
             VIGIL_KAFKA__TOPIC_PREFIX=settings.kafka.topic_prefix,
             VIGIL_KAFKA__CONSUMER_GROUP=group,
             VIGIL_REDIS__KEY_PREFIX=settings.redis.key_prefix + group,
-            VIGIL_WORKER__METRICS_PORT="0",
+            VIGIL_WORKER__METRICS_PORT=str(metrics_port),
             VIGIL_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         )
         cmd = [sys.executable, "-m", "engine.cli", "worker"]
@@ -204,7 +235,8 @@ async def run_one(
     out = output_topic(kind, settings)
     # fixed rate: contender up first, then the load
     group = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
-    proc = start_contender(kind, settings, group)
+    port = free_port() if kind == "vigil" else 0
+    proc = start_contender(kind, settings, group, port)
     # warm-up: measure only once the contender answers (consumer group joined, caches warm)
     warm = [{**e, "event_id": f"warm-{kind}-{i}"} for i, e in enumerate(load[:200])]
     observer = asyncio.create_task(observe(settings, out, len(warm), timeout=120))
@@ -215,6 +247,7 @@ async def run_one(
     )
     await publish(settings, source, load, rate)
     latencies, _, _ = await observer
+    stages = stage_means(port) if port else {}
     proc.terminate()
     proc.wait(30)
     # full speed: backlog first (on fresh topics), then the contender
@@ -236,6 +269,7 @@ async def run_one(
     proc.terminate()
     proc.wait(30)
     return {
+        **{f"stage_{k}_ms" if k != "batch_size" else "mean_batch": v for k, v in stages.items()},
         "p50_ms": percentile(latencies, 0.5) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "p999_ms": percentile(latencies, 0.999) * 1000,
@@ -262,6 +296,9 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--burst", type=int, default=20000)
+    parser.add_argument(
+        "--only", choices=("vigil", "faust"), help="run this contender and the baseline only"
+    )
     args = parser.parse_args()
     run = uuid.uuid4().hex[:6]
     base = Settings()
@@ -271,7 +308,8 @@ async def main() -> None:
     load = events(int(args.rate * args.seconds), seed=11)
     burst = events(args.burst, seed=12)
     results = {}
-    for kind in ("baseline", "faust", "vigil"):
+    kinds = ("baseline", args.only) if args.only else ("baseline", "faust", "vigil")
+    for kind in kinds:
         # each contender gets its own topics: neither sees the other's backlog
         own = settings.model_copy(
             update={
@@ -284,7 +322,9 @@ async def main() -> None:
         await _create(own, output_topic("baseline", own))
         results[kind] = await run_one(kind, own, load, args.rate, burst)
         print(kind, {k: round(v, 2) for k, v in results[kind].items()}, flush=True)
-    b, f, v = results["baseline"], results["faust"], results["vigil"]
+    b = results["baseline"]
+    f = results.get("faust") or {k: float("nan") for k in b}
+    v = results.get("vigil") or {k: float("nan") for k in b}
     print(
         orjson.dumps(
             {
