@@ -47,7 +47,13 @@ from engine.dead_letter import InputRecord  # noqa: E402
 from engine.sinks import MemorySink  # noqa: E402
 from engine.wiring import build_pipeline, store_limits  # noqa: E402
 from features.memory_store import MemoryStateStore  # noqa: E402
-from replay.runner import ReplayOptions, VariantRun, champion_variant, run_replay  # noqa: E402
+from replay.runner import (  # noqa: E402
+    GcTuning,
+    ReplayOptions,
+    VariantRun,
+    champion_variant,
+    run_replay,
+)
 from replay.sources import event_epoch, open_file_source  # noqa: E402
 from simulator import simulate, write_jsonl  # noqa: E402
 
@@ -99,15 +105,11 @@ def run_pipeline(lines: list[bytes], batch: int) -> None:
             await pipeline.process(records)
             sink.records.clear()
 
-    gc.collect()
-    gc.freeze()
-    threshold = gc.get_threshold()
-    gc.set_threshold(50_000, 20, 100)
+    tuning = GcTuning()  # as the replay runs
     try:
         asyncio.run(go())
     finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
+        tuning.restore()
 
 
 def by_package(stats: pstats.Stats) -> dict[str, float]:

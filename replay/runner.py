@@ -350,7 +350,7 @@ async def drive(
     return stats
 
 
-class _GcTuning:
+class GcTuning:
     """Start-up objects (rules, catalog, models) leave the collector's generations, and young
     collections run every 50,000 allocations instead of 700: fewer, cheaper pauses. The
     replay's objects are short-lived and acyclic (freed by reference counting), so memory
@@ -403,7 +403,7 @@ async def run_replay(
         if progress is not None:
             progress.update(events, sum(s.position() for s in sources))
 
-    tuning = _GcTuning() if options.gc_tuning else None
+    tuning = GcTuning() if options.gc_tuning else None
     started = time.perf_counter()
     try:
         stats = await drive(
