@@ -1,16 +1,19 @@
 """End-to-end benchmark: Vigil's worker against a bare aiokafka baseline, on the real Kafka/Redis.
 
-    .venv/bin/python bench/bench_e2e.py [--rate 1000] [--seconds 20] [--burst 20000]
+    .venv/bin/python bench/bench_e2e.py [--rate 1000] [--seconds 20] [--burst 20000] [--only vigil]
 
-For each contender (the baseline, then the Vigil worker) in the same run:
-The contenders: the baseline, a bare Faust pass-through (what the framework alone costs), then
-the Vigil worker.
+The contenders, one after the other in the same run: the baseline, a bare Faust pass-through
+(what the framework alone costs), then the Vigil worker (``--only vigil`` or ``--only faust``:
+the baseline and that one). For each:
 
 - fixed rate: a load generator publishes simulated events at --rate for --seconds; an observer
   reads the output topic; latency = time the output is readable by the observer minus the time
   the event was handed to the producer (both on this machine's clock). p50 / p99 / p99.9.
 - full speed: --burst events are published first, then the contender starts; throughput = events
   / (time of the last output - time of the first output).
+
+For the worker, the mean time per batch in each pipeline stage (validate, state, decide, commit,
+emit) and the mean batch size, read from its Prometheus endpoint after the fixed-rate phase.
 
 The baseline is a bare aiokafka consumer that decodes each event (orjson) and produces a small
 reply keyed by customer_id to another topic: no features, no models, no rules. Vigil's figures
