@@ -220,40 +220,16 @@ def aggregate(
         dst = classes[k]
         if dst is None:
             classes[k] = dict(vec)
-            continue
-        for c, v in vec.items():
-            prev = dst.get(c)
-            if prev is None:
-                dst[c] = v
-            else:
-                a = AGGS[c]
-                if a == "s":
-                    dst[c] = prev + v
-                elif a == "x":
-                    if v > prev:
-                        dst[c] = v
-                elif a == "n" and v < prev:
-                    dst[c] = v
+        else:
+            merge(dst, vec)
     running: Bucket = {}
     for w in range(N_WIN):
         cls = classes[w]
         if cls is not None:
-            for c, v in cls.items():
-                a = AGGS[c]
-                if a == "l":
-                    continue
-                prev = running.get(c)
-                if prev is None:
-                    running[c] = v
-                elif a == "s":
-                    running[c] = v = prev + v
-                elif a == "x":
-                    if v > prev:
-                        running[c] = v
-                elif v < prev:
-                    running[c] = v
+            merge(running, cls)
         for c, v in running.items():
-            agg[c * N_WIN + w] = v
+            if AGGS[c] != "l":
+                agg[c * N_WIN + w] = v
     for mem, vec in odd:
         for c, v in vec.items():
             a = AGGS[c]
@@ -413,17 +389,12 @@ def refresh_hour_windows(
     no longer there to tell). Returns the aggregate indices recomputed."""
     stale: tuple[int, ...] = _HOUR_WINDOWS
     if prev_ch is not None:
-        # Window w (of s hours) lost the hour buckets idx with prev_ch - s < idx <= ch - s.
-        left: list[int] = []
-        for w in _HOUR_WINDOWS:
-            size = _WSPEC[w][1]
-            lo, hi = prev_ch - size, ch - size
-            if hi - lo <= HOUR_KEEP:
-                if any(("H", idx) in buckets for idx in range(lo + 1, hi + 1)):
-                    left.append(w)
-            elif any(res == "H" and lo < idx <= hi for res, idx in buckets):
-                left.append(w)
-        stale = tuple(left)
+        hours = [idx for res, idx in buckets if res == "H"]
+        stale = tuple(
+            w
+            for w in _HOUR_WINDOWS
+            if any(prev_ch - idx < _WSPEC[w][1] <= ch - idx for idx in hours)
+        )
     if not stale:
         return ()
     for c in range(N_COLS):

@@ -81,6 +81,13 @@ def streams(draw: st.DrawFn) -> list[StateUpdate]:
     return out
 
 
+async def _drop_keys(client: aioredis.Redis, prefix: str) -> None:
+    """Delete every key under ``prefix`` (a run's own keys, before and after it)."""
+    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+
+
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -92,9 +99,7 @@ def test_twin_equals_redis(stream: list[StateUpdate], redis_url: str, unique: st
         redis_store = RedisStateStore(client, LIMITS, prefix=prefix)
         memory = MemoryStateStore(LIMITS)
         try:
-            await client.delete(
-                *[k async for k in client.scan_iter(match=f"{prefix}:*")] or ["none"]
-            )
+            await _drop_keys(client, prefix)
             half = len(stream) // 2
             for part in (stream[:half], stream[half:]):
                 a = await redis_store.apply(part, wall=0.0)
@@ -108,9 +113,7 @@ def test_twin_equals_redis(stream: list[StateUpdate], redis_url: str, unique: st
             for cid in ("c1", "c2"):
                 assert await redis_store.read(cid) == await memory.read(cid)
         finally:
-            keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
-            if keys:
-                await client.delete(*keys)
+            await _drop_keys(client, prefix)
             await redis_store.close()
 
     asyncio.run(run())
@@ -134,7 +137,8 @@ def _same_on_both(steps: list[list[StateUpdate]], redis_url: str, unique: str) -
 
     async def run() -> None:
         client = aioredis.Redis.from_url(redis_url)
-        redis_store = RedisStateStore(client, LIMITS, prefix=f"fix{unique}")
+        prefix = f"fix{unique}"
+        redis_store = RedisStateStore(client, LIMITS, prefix=prefix)
         memory = MemoryStateStore(LIMITS)
         try:
             for batch in steps:
@@ -144,9 +148,7 @@ def _same_on_both(steps: list[list[StateUpdate]], redis_url: str, unique: str) -
                 assert [list(x.features) for x in a] == [list(x.features) for x in b]
             assert await redis_store.read("c1") == await memory.read("c1")
         finally:
-            keys = [k async for k in client.scan_iter(match=f"fix{unique}:*")]
-            if keys:
-                await client.delete(*keys)
+            await _drop_keys(client, prefix)
             await redis_store.close()
 
     asyncio.run(run())
