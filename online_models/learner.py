@@ -50,7 +50,7 @@ from online_models import metrics as prom
 from online_models.catalog import ModelCatalog, build_catalog
 from online_models.health import ModelHealth
 from online_models.labels import DAY, Checkout, FeatureSnapshot, PendingLabels
-from online_models.scorer import OFFER_SNAPSHOT, LiveModel, ModelScorer, model_inputs
+from online_models.scorer import OFFER_SNAPSHOT, Learned, LiveModel, ModelScorer, model_inputs
 from online_models.settings import ModelSettings
 from online_models.snapshots import StateStamp, decode_snapshot, encode_snapshot
 
@@ -163,6 +163,7 @@ class Learner:
         self.floor: float | None = None
         self.next_due_day: int | None = None
         self.changes = 0  # examples learned since the last snapshot was taken
+        self._learned: list[Learned] | None = None  # kept only after keep_learned()
 
     # -- feeding -------------------------------------------------------------------------
 
@@ -284,9 +285,7 @@ class Learner:
         if new_day:
             for name in self._anomalies:
                 live = models[name]
-                live.learn(_sub(x, live.spec.inputs))
-                self.changes += 1
-                prom.EXAMPLES.labels(name).inc()
+                self._learn(name, live, _sub(x, live.spec.inputs), None)
         wm = self.watermark
         if late or (wm is not None and wm >= self._due_at(day)):
             # Its label is already known (an outcome came first) or its horizon passed.
@@ -347,9 +346,7 @@ class Learner:
                 self.counts["left_out"] += 1
                 continue
             self._judge(name, cid, snap, y, at)
-            live.learn(_sub(snap.x, live.spec.inputs), y)
-            self.changes += 1
-            prom.EXAMPLES.labels(name).inc()
+            self._learn(name, live, _sub(snap.x, live.spec.inputs), y)
         for name in self._anomalies:
             label = models[name].spec.label
             if label:
@@ -373,9 +370,33 @@ class Learner:
             live = LiveModel(spec, spec.build(self.config.seed))
             self._scorer.offers[offer.action] = live
         self._judge(OFFER_SNAPSHOT, cid, offer, y, at)
-        live.learn(_sub(offer.x, spec.inputs), y)
+        self._learn(OFFER_SNAPSHOT, live, _sub(offer.x, spec.inputs), y, offer.action)
+
+    def _learn(
+        self,
+        name: str,
+        live: LiveModel,
+        x: dict[str, float],
+        y: bool | None,
+        action: str | None = None,
+    ) -> None:
+        live.learn(x, y)
         self.changes += 1
-        prom.EXAMPLES.labels(OFFER_SNAPSHOT).inc()
+        prom.EXAMPLES.labels(name).inc()
+        if self._learned is not None:
+            self._learned.append(Learned(name, x, y, action))
+
+    def keep_learned(self) -> None:
+        """From now on keep every example learned, in order, for ``take_learned``: a scorer
+        equal to this learner's models that ``follow``s them stays equal (replay)."""
+        self._learned = []
+
+    def take_learned(self) -> list[Learned]:
+        """The examples learned since the last call (``keep_learned`` first)."""
+        if self._learned is None:
+            raise RuntimeError("keep_learned() was not called")
+        taken, self._learned = self._learned, []
+        return taken
 
     def _advance(self, store: PendingLabels) -> None:
         wm = self.watermark

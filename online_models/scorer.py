@@ -87,6 +87,16 @@ class LiveModel:
         self.examples += 1
 
 
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """One example a model learned, as the learner learned it (see ``ModelScorer.follow``)."""
+
+    model: str  # a model name, or ``offer_response`` for the offer model of ``action``
+    x: dict[str, float]
+    y: bool | None
+    action: str | None = None
+
+
 @dataclass
 class ModelScorer:
     """Every catalog model, scored on each decision; offer propensities per action."""
@@ -136,6 +146,35 @@ class ModelScorer:
         if self.offer_spec is not None:
             out[OFFER_SNAPSHOT] = self.offer_snapshot
         return out
+
+    # -- following a learner in the same process ------------------------------------------
+
+    def follow(self, examples: Iterable[Learned], number: int, seed: int) -> None:
+        """Learn ``examples`` in order, then serve as published snapshot ``number``.
+
+        A scorer whose models equal a learner's, and that learns the same examples in the same
+        order, ends with the same models (River's learning is deterministic: it depends on the
+        model's state and the example only). Replay hands models over this way instead of
+        pickling and unpickling every model at every snapshot. A new offer model starts as the
+        learner's does: built with ``seed``.
+        """
+        for ex in examples:
+            if ex.model == OFFER_SNAPSHOT:
+                spec = self.offer_spec
+                if spec is None or ex.action is None:
+                    raise KeyError(ex.model)
+                live = self.offers.get(ex.action)
+                if live is None:
+                    live = self.offers[ex.action] = LiveModel(spec, spec.build(seed))
+            else:
+                live = self.models[ex.model]
+            live.learn(ex.x, ex.y)
+        for live in self.models.values():
+            live.snapshot = number
+        for live in self.offers.values():
+            live.snapshot = number
+        if self.offer_spec is not None:
+            self.offer_snapshot = number
 
     # -- snapshots -----------------------------------------------------------------------
 

@@ -13,6 +13,15 @@ Live, snapshots are published on the wall clock (``models.snapshot_seconds``); a
 month cannot follow that cadence, so it publishes by event time (default: every hour of event
 time). That is the one difference, and it only shifts when a model update starts to serve.
 
+The hand-over: the first snapshot is installed as the workers install theirs (the learner's
+stamped pickle, checked and unpickled). After that, the pipeline's scorer *follows* the learner:
+it learns the examples the learner learned since the previous snapshot, in the same order
+(``ModelScorer.follow``), and ends with the same models, since River's learning depends only on
+the model and the example. Pickling the anomaly model's ten trees and unpickling them every hour
+cost as much as all of the learner's other work; following costs a second ``learn_one`` per
+example. ``ReplayLearning(..., copy_every_time=True)`` installs a pickled copy every time, the
+reference the tests hold the following against.
+
 The learner is optional: when ``online_models.learner`` is not available, ``learning_for``
 returns None and the report says the models did not learn.
 """
@@ -32,9 +41,10 @@ LEARNER_STATE = "learner"  # the learner's own state: not a model a scorer insta
 class ReplayLearning:
     """One variant's learner; call it after every batch of that variant."""
 
-    def __init__(self, learner: Any, publish_every: float) -> None:
+    def __init__(self, learner: Any, publish_every: float, copy_every_time: bool = False) -> None:
         self.learner = learner
         self.publish_every = publish_every
+        self.copy_every_time = copy_every_time
         self.snapshots = 0
         self._next: float | None = None
 
@@ -51,13 +61,19 @@ class ReplayLearning:
                 self._next += self.publish_every
 
     def publish(self, pipeline: DecisionPipeline) -> None:
-        """Install every model the learner has into the pipeline's scorer (a new snapshot)."""
+        """Serve every model the learner has in the pipeline's scorer (a new snapshot)."""
         self.snapshots += 1
-        for name in self.learner.snapshot_names():
-            if name == LEARNER_STATE:
-                continue
-            blob = self.learner.export(name)
-            pipeline.scorer.install(name, self.snapshots, blob)
+        names = [n for n in self.learner.snapshot_names() if n != LEARNER_STATE]
+        if self.snapshots == 1 or self.copy_every_time:
+            for name in names:
+                pipeline.scorer.install(name, self.snapshots, self.learner.export(name))
+            if not self.copy_every_time:
+                self.learner.keep_learned()  # from this copy on, the scorer follows
+        else:
+            pipeline.scorer.follow(
+                self.learner.take_learned(), self.snapshots, self.learner.config.seed
+            )
+        for name in names:
             self.learner.published(name, self.snapshots)
 
     def health(self) -> dict[str, Any]:

@@ -11,6 +11,8 @@ import pytest
 from online_models.catalog import build_catalog
 from online_models.labels import DAY
 from online_models.learner import LabelledExample, Learner, LearnerConfig
+from online_models.scorer import ModelScorer
+from tests.model_state import state_differences
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a day boundary
 
@@ -303,3 +305,43 @@ def test_health_has_what_replay_reports(make: Callable[..., Any]) -> None:
         model = health["models"][name]
         assert {"roc_auc", "log_loss", "examples", "cold", "labelled", "drifts"} <= set(model)
     assert {"counts", "watermark", "pending"} <= set(health)
+
+
+def test_a_scorer_that_follows_the_examples_learned_holds_the_learners_models(
+    make: Callable[..., Any],
+) -> None:
+    learner, _ = make(offer_horizon=14 * DAY)
+    with pytest.raises(RuntimeError, match="keep_learned"):
+        learner.take_learned()
+    learner.keep_learned()
+    for day in range(3):
+        for c in range(6):
+            t = T0 + day * DAY + 600 * c
+            chosen = ("rm_call_retention",) if c % 2 else ("sms_rate_offer",)
+            learner.observe_decision(
+                decision(f"c{c}", t, chosen=chosen, aum=1000.0 * c + day, outflow_7d=50.0 * day)
+            )
+    learner.observe_outcome(outcome("c1", "churned", T0 + 3 * DAY))
+    learner.observe_outcome(outcome("c2", "retained", T0 + 3 * DAY))
+    learner.observe_outcome(outcome("c3", "offer_accepted", T0 + 3 * DAY))
+    learner.observe_outcome(outcome("c4", "offer_declined", T0 + 3 * DAY))
+    learned = learner.take_learned()
+    assert {e.model for e in learned} == {"asset_drop", "churn_risk", "offer_response"}
+    assert learner.take_learned() == []  # taken once
+
+    follower = ModelScorer.fresh(learner.config.seed, learner.catalog)
+    follower.follow(learned, 4, learner.config.seed)
+    own = learner.scorer()
+    for name, live in own.models.items():
+        assert follower.models[name].examples == live.examples > 0
+        assert state_differences(follower.models[name].model, live.model) == [], name
+        assert follower.models[name].version.endswith(".4")
+    assert sorted(follower.offers) == sorted(own.offers) == ["rm_call_retention", "sms_rate_offer"]
+    for action, live in own.offers.items():
+        assert follower.offers[action].examples == live.examples == 1
+        assert state_differences(follower.offers[action].model, live.model) == [], action
+    # one example fewer is a different model
+    assert learned[0].model == "asset_drop"
+    behind = ModelScorer.fresh(learner.config.seed, learner.catalog)
+    behind.follow(learned[1:], 4, learner.config.seed)
+    assert state_differences(behind.models["asset_drop"].model, own.models["asset_drop"].model)

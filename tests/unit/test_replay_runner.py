@@ -26,6 +26,7 @@ from replay.runner import (
 )
 from replay.sources import open_file_source
 from simulator import simulate, write_jsonl
+from tests.model_state import state_differences
 
 ISSUE_KEYS = {
     "events",
@@ -331,3 +332,42 @@ def test_models_learn_during_the_replay_deterministically(sim_file: Path, tmp_pa
     assert (tmp_path / "a" / "decisions.jsonl").read_bytes() == (
         tmp_path / "b" / "decisions.jsonl"
     ).read_bytes()
+
+
+def test_the_scorer_follows_the_learner_as_a_pickled_copy_would(
+    sim_file: Path, tmp_path: Path
+) -> None:
+    """Replay hands models over by having the scorer learn what the learner learned; the
+    reference installs the learner's pickled models at every snapshot. Both give the same
+    decisions, and the served models hold exactly the learner's state."""
+    runs: dict[str, VariantRun] = {}
+    for mode in ("follow", "copy"):
+        run = VariantRun(champion_variant(Settings()), learn=True, publish_every=6 * 3600.0)
+        assert run.learning is not None
+        run.learning.copy_every_time = mode == "copy"
+        options = ReplayOptions(tmp_path / mode, batch_size=500)
+        asyncio.run(run_replay([open_file_source(sim_file)], [run], options))
+        run.learning.publish(run.pipeline)  # hand over what was learned after the last one
+        runs[mode] = run
+    assert (tmp_path / "follow" / "decisions.jsonl").read_bytes() == (
+        tmp_path / "copy" / "decisions.jsonl"
+    ).read_bytes()
+    follow = runs["follow"]
+    assert follow.learning is not None and follow.learning.snapshots > 2
+    learned = follow.learning.learner.scorer()
+    served = follow.pipeline.scorer
+    for name, live in learned.models.items():
+        assert live.examples > 0, name  # every kind of model learned something
+        assert served.models[name].examples == live.examples
+        assert state_differences(served.models[name].model, live.model) == [], name
+    assert sorted(served.offers) == sorted(learned.offers)  # (none here: see test_models_learner)
+    for action, live in learned.offers.items():
+        assert served.offers[action].examples == live.examples
+        assert state_differences(served.offers[action].model, live.model) == [], action
+    assert served.versions() == {
+        n: f"{m.spec.version}.{follow.learning.snapshots}" for n, m in learned.models.items()
+    }
+    # the comparison sees one more example learned by one side
+    extra = served.models["asset_drop"]
+    extra.learn(dict.fromkeys(extra.spec.inputs, 0.5), None)
+    assert state_differences(extra.model, learned.models["asset_drop"].model) != []
