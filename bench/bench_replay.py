@@ -44,6 +44,7 @@ if str(ROOT) not in sys.path:
 from engine.clock import FixedClock  # noqa: E402
 from engine.config import Settings  # noqa: E402
 from engine.dead_letter import InputRecord  # noqa: E402
+from engine.metrics import NoMetrics  # noqa: E402
 from engine.sinks import MemorySink  # noqa: E402
 from engine.wiring import build_pipeline, store_limits  # noqa: E402
 from features.memory_store import MemoryStateStore  # noqa: E402
@@ -91,7 +92,11 @@ def run_pipeline(lines: list[bytes], batch: int) -> None:
     sink = MemorySink()
     clock = FixedClock(0.0)
     pipeline, _ = build_pipeline(
-        settings, sink, store=MemoryStateStore(store_limits(settings)), clock=clock
+        settings,
+        sink,
+        store=MemoryStateStore(store_limits(settings)),
+        clock=clock,
+        metrics=NoMetrics(),
     )
 
     async def go() -> None:

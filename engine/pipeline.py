@@ -19,9 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from actions.catalog import ActionCatalog
-from actions.experiments import experiment_counts
 from actions.policy import CapacityReservation, bank_day
-from engine import metrics
 from engine.clock import Clock
 from engine.config import Settings
 from engine.dead_letter import InputRecord, dead_letter
@@ -35,6 +33,7 @@ from engine.decide import (
     with_batch_effects,
 )
 from engine.events import AnyEvent, InvalidEvent, parse_event
+from engine.metrics import PipelineMetrics, PrometheusMetrics
 from engine.ports import OutputSink, OutRecord, StateStore
 from engine.types import Effects, StateUpdate
 from features.definitions import ops_for_dict
@@ -61,8 +60,10 @@ class DecisionPipeline:
         catalog: ActionCatalog,
         settings: Settings,
         clock: Clock,
+        metrics: PipelineMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics: PipelineMetrics = metrics or PrometheusMetrics()
         self.sink = sink
         self.scorer = scorer
         self._rules = rules
@@ -117,8 +118,7 @@ class DecisionPipeline:
                 out.append(
                     OutRecord("dlq", parsed.customer_id or f"{rec.topic}:{rec.partition}", msg)
                 )
-                metrics.DLQ.labels(parsed.reason.value).inc()
-                metrics.EVENTS.labels("invalid", "dead_letter").inc()
+                self.metrics.dead_letter(parsed.reason.value)
                 result.dead_letters += 1
             else:
                 valid.append((rec, parsed))
@@ -158,13 +158,12 @@ class DecisionPipeline:
                 batch_effects[event.customer_id] = merge_effects(
                     batch_effects.get(event.customer_id), decision.effects
                 )
-            self._count(event, state.status, decision)
+            waited = None if rec.timestamp is None else now - rec.timestamp
+            self.metrics.decided(event.type, state.status, decision, waited)
             key = event.customer_id
             out.extend(OutRecord("alerts", key, alert_message(a)) for a in decision.alerts)
             out.extend(OutRecord("actions", key, action_message(a)) for a in decision.actions)
             out.append(OutRecord("decisions", key, decision.record))
-            if rec.timestamp is not None:
-                metrics.END_TO_END.observe(max(now - rec.timestamp, 0.0))
             if state.status == "duplicate":
                 result.duplicates += 1
         t_decide = time.perf_counter()
@@ -172,38 +171,14 @@ class DecisionPipeline:
         t_commit = time.perf_counter()
         await self.sink.emit(out)
         t_emit = time.perf_counter()
-        metrics.BATCH.observe(len(records))
-        for stage, a, b in (
-            ("validate", started, t_validate),
-            ("state", t_validate, t_state),
-            ("decide", t_state, t_decide),
-            ("commit", t_decide, t_commit),
-            ("emit", t_commit, t_emit),
-        ):
-            metrics.STAGE.labels(stage).observe(b - a)
+        self.metrics.batch(
+            len(records),
+            (
+                ("validate", t_validate - started),
+                ("state", t_state - t_validate),
+                ("decide", t_decide - t_state),
+                ("commit", t_commit - t_decide),
+                ("emit", t_emit - t_commit),
+            ),
+        )
         return result
-
-    @staticmethod
-    def _count(event: AnyEvent, status: str, decision: Decision) -> None:
-        metrics.EVENTS.labels(event.type, status).inc()
-        if status == "duplicate":
-            metrics.DUPLICATES.inc()
-        elif status in ("late", "too_late"):
-            metrics.LATE.labels(status).inc()
-        for alert in decision.alerts:
-            metrics.ALERTS.labels(alert.type, alert.rule_id).inc()
-        for action in decision.actions:
-            metrics.ACTIONS.labels(action.channel).inc()
-        for s in decision.record["rules"]["suppressed"]:
-            metrics.SUPPRESSIONS.labels(s["reason"]).inc()
-        for c in decision.record["actions"]["candidates"]:
-            # routing outcomes (above the lead's layer, outranked) are not suppressions
-            if c.get("stage") in ("policy", "experiment"):
-                metrics.SUPPRESSIONS.labels(c["status"]).inc()
-        exposures, outcomes = experiment_counts(decision.record)
-        for experiment, variant in exposures:
-            metrics.EXPERIMENT_EXPOSURES.labels(experiment, variant).inc()
-        for experiment, variant, label in outcomes:
-            metrics.EXPERIMENT_OUTCOMES.labels(experiment, variant, label).inc()
-        for e in decision.record["rules"]["errors"]:
-            metrics.RULE_ERRORS.labels(e["rule_id"]).inc()

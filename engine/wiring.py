@@ -8,6 +8,7 @@ from __future__ import annotations
 from actions.catalog import load_catalog
 from engine.clock import Clock, WallClock
 from engine.config import Settings
+from engine.metrics import PipelineMetrics
 from engine.pipeline import DecisionPipeline
 from engine.ports import OutputSink, StateStore, StoreLimits
 from features.redis_store import RedisStateStore
@@ -46,9 +47,11 @@ def build_pipeline(
     clock: Clock | None = None,
     rules: RuleSetHolder | None = None,
     scorer: ModelScorer | None = None,
+    metrics: PipelineMetrics | None = None,
 ) -> tuple[DecisionPipeline, RuleSetHolder]:
-    """``scorer``: replay passes its learner's (``Learner.scorer()``); by default fresh models
-    with the configured challenger (the worker then installs the latest snapshots)."""
+    """``scorer``: by default fresh models with the configured challenger (the worker then
+    installs the latest snapshots). ``metrics``: Prometheus by default; replay passes
+    ``NoMetrics``."""
     holder = rules or RuleSetHolder(settings.rules_dir, model_names())
     pipeline = DecisionPipeline(
         store=store or redis_store(settings),
@@ -58,5 +61,6 @@ def build_pipeline(
         catalog=load_catalog(settings.actions_catalog),
         settings=settings,
         clock=clock or WallClock(),
+        metrics=metrics,
     )
     return pipeline, holder

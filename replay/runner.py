@@ -36,6 +36,7 @@ from engine.clock import FixedClock
 from engine.config import Settings
 from engine.dead_letter import InputRecord
 from engine.errors import ConfigError
+from engine.metrics import NoMetrics
 from engine.pipeline import BatchResult, DecisionPipeline
 from engine.wiring import build_pipeline, store_limits
 from features.memory_store import MemoryStateStore
@@ -201,7 +202,12 @@ class VariantRun:
         self.store = MemoryStateStore(store_limits(settings))
         self.pipeline: DecisionPipeline
         self.pipeline, self.rules = build_pipeline(
-            settings, self.sink, store=self.store, clock=self.clock, rules=holder
+            settings,
+            self.sink,
+            store=self.store,
+            clock=self.clock,
+            rules=holder,
+            metrics=NoMetrics(),  # a replay's decisions are not the live process's
         )
         self.seconds = 0.0
         self._files: dict[str, IO[bytes]] = {}

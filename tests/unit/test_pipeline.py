@@ -190,3 +190,32 @@ async def test_infrastructure_errors_retry_the_batch_without_loss_or_double_coun
     assert [d["event_id"] for d in sink.values("decisions")] == ["c1-p", "c1-t1", "c1-t2"]
     state = await store.read("c1")
     assert state is not None and state.features["tx_count_7d"] == 2.0  # applied once
+
+
+async def test_the_pipeline_counts_into_prometheus_and_replay_counts_nothing() -> None:
+    from prometheus_client import REGISTRY
+
+    from engine.metrics import NoMetrics
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    def counts() -> tuple[float, ...]:
+        return (
+            sample("vigil_events_total", type="transaction", result="applied"),
+            sample("vigil_alerts_total", type="asset_drop", rule="aum_drop_30pct_from_peak"),
+            sample("vigil_suppressions_total", reason="cooldown"),
+            sample("vigil_dlq_total", reason="not_json"),
+            sample("vigil_end_to_end_seconds_count"),
+            sample("vigil_stage_seconds_count", stage="decide"),
+        )
+
+    settings = Settings()
+    for metrics, expected in ((None, (2, 1, 2, 1, 3, 1)), (NoMetrics(), (0,) * 6)):
+        before = counts()
+        store = MemoryStateStore(store_limits(settings))
+        pipeline, _ = build_pipeline(
+            settings, MemorySink(), store=store, clock=FixedClock(NOW), metrics=metrics
+        )
+        await pipeline.process(records([*churn_events(), b"oops"]))
+        assert tuple(a - b for a, b in zip(counts(), before, strict=True)) == expected
