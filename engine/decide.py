@@ -89,12 +89,16 @@ def decide(
     decided_at: float,
     *,
     capacity_used: Mapping[str, int] | None = None,
+    scores: Mapping[str, ModelScore] | None = None,
 ) -> Decision:
+    """``scores``: every model's score of ``state.features`` when the caller scored its batch
+    at once (``ModelScorer.score_many``); else they are scored here."""
     decision_id = stable_id("d", event.customer_id, event.event_id)
     fields = event_to_dict(event)
     features = state.features
     tier = str(features.get("tier", "long_tail"))
-    scores = ctx.scorer.score(features)
+    if scores is None:
+        scores = ctx.scorer.score(features)
     env: dict[str, Any] = dict(features)
     for name, s in scores.items():
         env[f"score_{name}"] = s.score

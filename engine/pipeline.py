@@ -142,7 +142,9 @@ class DecisionPipeline:
 
         batch_effects: dict[str, Effects] = {}
         reservations: dict[str, CapacityReservation] = {}
-        for (rec, event), state in zip(valid, states, strict=True):
+        # The models do not change within a batch: score it at once (the same numbers).
+        batch_scores = self.scorer.score_many([s.features for s in states])
+        for (rec, event), state, scores in zip(valid, states, batch_scores, strict=True):
             state = with_batch_effects(state, batch_effects.get(event.customer_id))
             day = bank_day(event.epoch, policy) if policy.daily_capacity else ""
             used = {
@@ -150,7 +152,7 @@ class DecisionPipeline:
                 + sum(1 for r in reservations.values() if r.channel == channel and r.day == day)
                 for channel in policy.daily_capacity
             }
-            decision = decide(event, state, ctx, decided_at=now, capacity_used=used)
+            decision = decide(event, state, ctx, decided_at=now, capacity_used=used, scores=scores)
             for r in decision.reservations:
                 reservations[r.key] = r
             result.decisions.append(decision)

@@ -14,11 +14,12 @@ snapshot (``install``); the object itself never changes, so the pipeline keeps i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.types import ModelScore
+from online_models.batch_scoring import MIN_BATCH, CompiledHalfSpaceTrees, compile_model
 from online_models.catalog import ModelCatalog, ModelSpec, build_catalog
 from online_models.snapshots import Snapshot, decode_snapshot, encode_snapshot
 
@@ -52,6 +53,11 @@ class LiveModel:
     model: Any
     examples: int = 0
     snapshot: int = 0  # the published snapshot number it was installed from (0: fresh)
+    # The batch form of the model (online_models.batch_scoring), for the model and examples
+    # it was compiled from; None: not compiled yet, or the model has no batch form.
+    _batch: tuple[Any, int, CompiledHalfSpaceTrees | None] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def cold(self) -> bool:
@@ -78,6 +84,33 @@ class LiveModel:
         if self.cold:
             return ModelScore(self.spec.name, self.version, self.spec.prior, True)
         return ModelScore(self.spec.name, self.version, self.predict(self.inputs(features)), False)
+
+    def score_many(self, features: Sequence[Mapping[str, Any]]) -> list[ModelScore]:
+        """``score`` of each features mapping, in order; the same numbers, batched when the
+        model has a batch form (``online_models.batch_scoring``) and the batch is large."""
+        name, version = self.spec.name, self.version
+        if self.cold:
+            cold = ModelScore(name, version, self.spec.prior, True)
+            return [cold] * len(features)
+        compiled = self._compiled() if len(features) >= MIN_BATCH else None
+        if compiled is None:
+            return [
+                ModelScore(name, version, self.predict(self.inputs(f)), False) for f in features
+            ]
+        prior = self.spec.prior
+        return [
+            ModelScore(name, version, v if math.isfinite(v) else prior, False)
+            for v in compiled.score([self.inputs(f) for f in features])
+        ]
+
+    def _compiled(self) -> CompiledHalfSpaceTrees | None:
+        cached = self._batch
+        if cached is None or cached[0] is not self.model or cached[1] != self.examples:
+            form = (
+                compile_model(self.model, self.spec.inputs) if self.spec.kind == "anomaly" else None
+            )
+            cached = self._batch = (self.model, self.examples, form)
+        return cached[2]
 
     def learn(self, x: Mapping[str, float], label: bool | None = None) -> None:
         if self.spec.kind == "classifier":
@@ -114,6 +147,17 @@ class ModelScorer:
     def score(self, features: Mapping[str, Any]) -> dict[str, ModelScore]:
         """Champions and shadow challengers; rules can read only the champions."""
         return {name: m.score(features) for name, m in self.models.items()}
+
+    def score_many(self, features: Sequence[Mapping[str, Any]]) -> list[dict[str, ModelScore]]:
+        """``score`` of each features mapping of a batch, in order (the models do not change
+        within a batch: snapshots are installed between batches)."""
+        columns = [m.score_many(features) for m in self.models.values()]
+        names = list(self.models)
+        return (
+            [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+            if columns
+            else [{} for _ in features]
+        )
 
     def propensities(
         self, features: Mapping[str, Any], actions: Iterable[str] | None = None

@@ -1,0 +1,156 @@
+"""Scoring a whole batch at once with the anomaly model: the same numbers, a fraction of the time.
+
+``asset_drop`` is ``MinMaxScaler | HalfSpaceTrees``. River scores one event at a time: scale the
+inputs, then walk each of the ten trees from the root down, adding ``r_mass * 2**depth`` at each
+node until a node's ``r_mass`` falls under the size limit. Per event that is ~13 us of Python.
+
+Between two ``learn_one`` calls the model does not change, so a batch of events can be scored
+together: the trees are laid out as arrays (node ``i`` has children ``2i+1`` and ``2i+2``) and
+every event walks every tree level by level in numpy. The result is *identical* to River's,
+not merely close:
+
+- scaling is the same IEEE operations, element by element (``(x - lo) / (hi - lo)``, or 0.0
+  when the range is nil);
+- the walk compares the same values with the same thresholds (``value < threshold`` goes left,
+  so a NaN goes right, as in River);
+- a tree's score is a sum of integers (masses times powers of two), exact in int64 as it is in
+  River's float (far below 2**53), and the final ``1 - score / max_score`` is one float division
+  and one subtraction, as River computes it.
+
+``compile_model`` returns None for any model that is not that shape (another catalog, a
+challenger), or that is not ready (a missing scaler statistic, trees not built yet); callers
+then score event by event. ``tests/unit/test_batch_scoring.py`` holds the batch scorer to River's
+``score_one`` on random inputs, real models and edge cases (values on a threshold, NaN, the
+first window).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from river import anomaly, compose, preprocessing
+from river.tree.padded import PaddedBranch
+
+# Below this many events a batch is scored event by event (numpy's fixed cost per call wins).
+MIN_BATCH = 64
+
+
+@dataclass(frozen=True)
+class CompiledHalfSpaceTrees:
+    """A frozen copy of a ``MinMaxScaler | HalfSpaceTrees`` model, as arrays."""
+
+    inputs: tuple[str, ...]
+    lo: NDArray[np.float64]  # per input: the scaler's min
+    span: NDArray[np.float64]  # per input: max - min
+    feature: NDArray[np.intp]  # per node of every tree: the input column it splits on
+    threshold: NDArray[np.float64]
+    r_mass: NDArray[np.int64]
+    n_trees: int
+    n_nodes: int  # per tree
+    height: int
+    size_limit: float
+    max_score: int
+    first_window: bool
+
+    def score(self, rows: Sequence[Mapping[str, float]]) -> list[float]:
+        """``score_one`` of every row (a mapping with every input), as River would answer."""
+        n = len(rows)
+        if self.first_window:
+            return [0.0] * n
+        inputs = self.inputs
+        x = np.array([[row[name] for name in inputs] for row in rows], dtype=np.float64)
+        x = x.reshape(n, len(inputs))
+        scaled = np.zeros_like(x)
+        np.divide(x - self.lo, self.span, out=scaled, where=self.span != 0)
+        at = np.arange(n)[:, None]
+        tree_base = np.arange(self.n_trees, dtype=np.intp) * self.n_nodes
+        node = np.zeros((n, self.n_trees), dtype=np.intp)
+        total = np.zeros((n, self.n_trees), dtype=np.int64)
+        walking = np.ones((n, self.n_trees), dtype=bool)
+        for depth in range(self.height):
+            g = node + tree_base
+            r = self.r_mass[g]
+            total += np.where(walking, r << depth, 0)
+            walking &= r >= self.size_limit
+            go_left = scaled[at, self.feature[g]] < self.threshold[g]
+            node = 2 * node + 2 - go_left
+        total += np.where(walking, self.r_mass[node + tree_base] << self.height, 0)
+        scores = 1 - total.sum(axis=1).astype(np.float64) / self.max_score
+        return [float(s) for s in scores]
+
+
+def compile_model(model: Any, inputs: Sequence[str]) -> CompiledHalfSpaceTrees | None:
+    """The batch form of ``model`` as it is now, or None when it is not a ready
+    ``MinMaxScaler | HalfSpaceTrees`` over exactly ``inputs``."""
+    if not isinstance(model, compose.Pipeline) or len(model.steps) != 2:
+        return None
+    if model._LEARN_UNSUPERVISED_DURING_PREDICT:  # scoring would learn: River's path only
+        return None
+    scaler, hst = model.steps.values()
+    if type(scaler) is not preprocessing.MinMaxScaler or scaler.window_size is not None:
+        return None
+    if type(hst) is not anomaly.HalfSpaceTrees:
+        return None
+    names = tuple(inputs)
+    if hst._first_window:  # River answers 0 until the first window is complete
+        return _compiled(names, [], hst, first_window=True)
+    lows, spans = [], []
+    for name in names:
+        lo_stat, hi_stat = scaler.min.get(name), scaler.max.get(name)
+        if lo_stat is None or hi_stat is None:
+            return None  # River would create the statistic while scoring
+        lo, hi = lo_stat.get(), hi_stat.get()
+        lows.append(lo)
+        spans.append(hi - lo)
+    return _compiled(names, [lows, spans], hst, first_window=False)
+
+
+def _compiled(
+    names: tuple[str, ...], scale: list[list[float]], hst: Any, *, first_window: bool
+) -> CompiledHalfSpaceTrees | None:
+    height = int(hst.height)
+    n_nodes = 2 ** (height + 1) - 1
+    column = {name: i for i, name in enumerate(names)}
+    feature = np.zeros(len(hst.trees) * n_nodes, dtype=np.intp)
+    threshold = np.zeros(len(hst.trees) * n_nodes, dtype=np.float64)
+    r_mass = np.zeros(len(hst.trees) * n_nodes, dtype=np.int64)
+    for t, root in enumerate(hst.trees):
+        stack = [(root, 0, 0)]
+        while stack:
+            node, i, depth = stack.pop()
+            g = t * n_nodes + i
+            mass = node.r_mass
+            if type(mass) is not int:
+                return None
+            r_mass[g] = mass
+            if depth == height:
+                if isinstance(node, PaddedBranch):
+                    return None
+                continue
+            if not isinstance(node, PaddedBranch) or node.feature not in column:
+                return None  # not a complete tree over these inputs
+            feature[g] = column[node.feature]
+            threshold[g] = node.threshold
+            left, right = node.children
+            stack.append((left, 2 * i + 1, depth + 1))
+            stack.append((right, 2 * i + 2, depth + 1))
+    lo = np.array(scale[0] if scale else [0.0] * len(names), dtype=np.float64)
+    span = np.array(scale[1] if scale else [0.0] * len(names), dtype=np.float64)
+    return CompiledHalfSpaceTrees(
+        inputs=names,
+        lo=lo,
+        span=span,
+        feature=feature,
+        threshold=threshold,
+        r_mass=r_mass,
+        n_trees=len(hst.trees),
+        n_nodes=n_nodes,
+        height=height,
+        size_limit=0.1 * hst.window_size,
+        max_score=hst.n_trees * hst.window_size * (2 ** (height + 1) - 1),
+        first_window=first_window,
+    )

@@ -1,0 +1,114 @@
+"""The anomaly model scored a batch at once gives exactly River's per-event answers."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from river import anomaly, compose, preprocessing
+
+from online_models.batch_scoring import MIN_BATCH, compile_model
+from online_models.catalog import ASSET_DROP, ASSET_DROP_INPUTS, CHURN_RISK
+from online_models.scorer import LiveModel, ModelScorer
+
+INPUTS = ASSET_DROP_INPUTS
+
+
+def row(rng: random.Random, spread: float = 1.0) -> dict[str, float]:
+    return {name: rng.gauss(0.0, 100.0 * spread) for name in INPUTS}
+
+
+def trained(examples: int, seed: int = 3) -> LiveModel:
+    rng = random.Random(seed)
+    live = LiveModel(ASSET_DROP, ASSET_DROP.build(seed))
+    for _ in range(examples):
+        x = row(rng)
+        x["net_flow_7d"] = 5.0  # a constant input: its range is nil, it scales to 0.0
+        live.learn(x)
+    return live
+
+
+def river_scores(live: LiveModel, rows: list[dict[str, float]]) -> list[float]:
+    return [float(live.model.score_one(x)) for x in rows]
+
+
+@pytest.mark.parametrize("examples", [260, 1000, 2600])
+def test_batch_scores_equal_rivers_exactly(examples: int) -> None:
+    live = trained(examples)
+    rng = random.Random(examples)
+    rows = [row(rng, spread) for spread in (0.01, 1.0, 3.0) for _ in range(300)]
+    compiled = compile_model(live.model, INPUTS)
+    assert compiled is not None and not compiled.first_window
+    ours = compiled.score(rows)
+    assert ours == river_scores(live, rows)  # exact, not approximately
+    assert len(set(ours)) > 50  # the rows reach different parts of the trees
+
+
+def test_values_on_a_threshold_nan_and_infinity_go_where_river_sends_them() -> None:
+    live = trained(1000)
+    compiled = compile_model(live.model, INPUTS)
+    assert compiled is not None
+    scaler = live.model.steps["MinMaxScaler"]
+    root = live.model.steps["HalfSpaceTrees"].trees[0]
+    # an input whose scaled value is exactly the root's threshold (then nudged both ways)
+    name = root.feature
+    lo, hi = scaler.min[name].get(), scaler.max[name].get()
+    rows = []
+    for delta in (0.0, 1e-9, -1e-9):
+        r = dict.fromkeys(INPUTS, 0.0)
+        r[name] = root.threshold * (hi - lo) + lo + delta
+        rows.append(r)
+    rows.append(dict.fromkeys(INPUTS, math.nan))
+    rows.append(dict.fromkeys(INPUTS, math.inf))
+    rows.append(dict.fromkeys(INPUTS, -math.inf))
+    assert compiled.score(rows) == river_scores(live, rows)
+
+
+def test_the_first_window_scores_zero_as_river_does() -> None:
+    live = trained(100)  # window_size 250: not complete yet
+    compiled = compile_model(live.model, INPUTS)
+    assert compiled is not None and compiled.first_window
+    rows = [row(random.Random(1)) for _ in range(3)]
+    assert compiled.score(rows) == river_scores(live, rows) == [0.0, 0.0, 0.0]
+
+
+def test_other_models_have_no_batch_form() -> None:
+    assert compile_model(CHURN_RISK.build(7), CHURN_RISK.inputs) is None
+    live = trained(1000)
+    assert compile_model(live.model, INPUTS[:-1]) is None  # a tree splits on another input
+    bare = anomaly.HalfSpaceTrees(n_trees=2, height=3, window_size=10, seed=1)
+    assert compile_model(bare, INPUTS) is None
+    other = compose.Pipeline(preprocessing.StandardScaler(), anomaly.HalfSpaceTrees(seed=1))
+    assert compile_model(other, INPUTS) is None
+    untrained = ASSET_DROP.build(7)
+    untrained.steps["HalfSpaceTrees"]._first_window = False  # no statistics, no trees
+    assert compile_model(untrained, INPUTS) is None
+
+
+def test_live_model_score_many_is_score_of_each_batched_or_not() -> None:
+    live = LiveModel(ASSET_DROP, trained(1000).model, examples=1000)
+    rng = random.Random(9)
+    features = [{**row(rng), "tier": "mass"} for _ in range(MIN_BATCH + 5)]
+    one_by_one = [live.score(f) for f in features]
+    assert live.score_many(features) == one_by_one  # batched
+    assert live.score_many(features[:3]) == one_by_one[:3]  # too small: event by event
+    # learning invalidates the compiled copy
+    first = live._batch
+    for f in features[:300]:
+        live.learn(live.inputs(f))
+    after = [live.score(f) for f in features]
+    assert after != one_by_one
+    assert live.score_many(features) == after
+    assert live._batch is not first
+    cold = LiveModel(ASSET_DROP, ASSET_DROP.build(7))
+    assert {s.score for s in cold.score_many(features)} == {ASSET_DROP.prior}
+
+
+def test_the_scorer_scores_a_batch_as_it_scores_each_event() -> None:
+    scorer = ModelScorer.fresh(7)
+    scorer.models["asset_drop"] = LiveModel(ASSET_DROP, trained(1000).model, examples=1000)
+    rng = random.Random(5)
+    features = [row(rng) for _ in range(200)]
+    assert scorer.score_many(features) == [scorer.score(f) for f in features]
+    assert scorer.score_many([]) == []
