@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from actions.catalog import ActionCatalog
@@ -103,7 +104,7 @@ def decide(
     for name, s in scores.items():
         env[f"score_{name}"] = s.score
         env[f"cold_{name}"] = s.cold
-    env.update(event_env({**fields, "ts": event.epoch}))
+    env.update(event_env(fields, ts=event.epoch))
     env.update(profile_env(state.profile))
 
     if event.type == "outcome" or state.status == "too_late":
@@ -122,7 +123,7 @@ def decide(
             ts=event.epoch,
             decision_id=decision_id,
         )
-    event_time, decision_time = iso(event.epoch), iso(decided_at)
+    event_time, decision_time = iso(event.epoch), _decision_time(decided_at)
     policy = ctx.compiled_policy
     tz, tz_default = customer_timezone(state.profile, policy)
     hits = outcome.hits
@@ -232,6 +233,12 @@ def decide(
     )
     reservations = (nba.reservation,) if nba.reservation is not None else ()
     return Decision(decision_id, alerts, actions, effects, record, reservations)
+
+
+@lru_cache(maxsize=1)
+def _decision_time(decided_at: float) -> str:
+    """``iso(decided_at)``, remembered: every decision of a batch has the same time."""
+    return iso(decided_at)
 
 
 def _audit_record(

@@ -51,9 +51,11 @@ PROFILE_FIELDS: dict[str, str] = {
     "profile_opted_out": "bool",
     **{f"consent_{c}": "bool" for c in CHANNELS},
 }
-_EVENT_KEYS: tuple[tuple[str, str, str], ...] = tuple(
-    (name, name[6:], kind) for name, kind in EVENT_FIELDS.items()
+# (env name, event field, is a number) in EVENT_FIELDS' order
+_EVENT_KEYS_FAST: tuple[tuple[str, str, bool], ...] = tuple(
+    (name, name[6:], kind == "number") for name, kind in EVENT_FIELDS.items()
 )
+_CONSENT_KEYS: tuple[str, ...] = tuple(f"consent_{c}" for c in CHANNELS)
 
 
 STRING_FEATURES = frozenset({"tier"})
@@ -80,18 +82,23 @@ def known_names(model_names: Iterable[str]) -> dict[str, str]:
     return {**names, **EVENT_FIELDS, **PROFILE_FIELDS}
 
 
-def event_env(event: Mapping[str, Any]) -> dict[str, Any]:
-    """``event_<field>`` values of an event given as a mapping of its fields, typed or missing."""
+def event_env(event: Mapping[str, Any], ts: float | None = None) -> dict[str, Any]:
+    """``event_<field>`` values of an event given as a mapping of its fields, typed or missing;
+    ``ts``, when given, is the event time (instead of the mapping's ``ts``)."""
     env: dict[str, Any] = {}
-    for name, field, kind in _EVENT_KEYS:
-        value = event.get(field)
-        if kind == "number":
-            ok = (
-                isinstance(value, (int, float))
-                and not isinstance(value, bool)
-                and math.isfinite(value)
-            )
-            env[name] = float(value) if ok else None  # type: ignore[arg-type]
+    get = event.get
+    for name, field, number in _EVENT_KEYS_FAST:
+        value = ts if ts is not None and field == "ts" else get(field)
+        if number:
+            if value.__class__ is float:  # the common case, first
+                env[name] = value if math.isfinite(value) else None
+            else:
+                ok = (
+                    isinstance(value, (int, float))
+                    and not isinstance(value, bool)
+                    and math.isfinite(value)
+                )
+                env[name] = float(value) if ok else None  # type: ignore[arg-type]
         else:
             env[name] = value if isinstance(value, str) else None
     return env
@@ -105,6 +112,6 @@ def profile_env(profile: Mapping[str, str]) -> dict[str, Any]:
         "profile_rm_id": profile.get("rm_id"),
         "profile_opted_out": profile.get("opted_out") == "1",
     }
-    for channel in CHANNELS:
-        env[f"consent_{channel}"] = profile.get(f"consent_{channel}", "1") == "1"
+    for key in _CONSENT_KEYS:
+        env[key] = profile.get(key, "1") == "1"
     return env
