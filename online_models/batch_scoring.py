@@ -55,6 +55,26 @@ class CompiledHalfSpaceTrees:
     size_limit: float
     max_score: int
     first_window: bool
+    layout: TreeLayout | None = None
+
+    @classmethod
+    def zeros(cls, inputs: tuple[str, ...]) -> CompiledHalfSpaceTrees:
+        """The form of a model still in its first window: River answers 0 for everything."""
+        empty_f, empty_i = np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.intp)
+        return cls(
+            inputs,
+            empty_f,
+            empty_f,
+            empty_i,
+            empty_f,
+            np.zeros(0, dtype=np.int64),
+            0,
+            0,
+            0,
+            0.0,
+            1,
+            True,
+        )
 
     def score(self, rows: Sequence[Mapping[str, float]]) -> list[float]:
         """``score_one`` of every row (a mapping with every input), as River would answer."""
@@ -83,9 +103,16 @@ class CompiledHalfSpaceTrees:
         return [float(s) for s in scores]
 
 
-def compile_model(model: Any, inputs: Sequence[str]) -> CompiledHalfSpaceTrees | None:
+def compile_model(
+    model: Any, inputs: Sequence[str], previous: CompiledHalfSpaceTrees | None = None
+) -> CompiledHalfSpaceTrees | None:
     """The batch form of ``model`` as it is now, or None when it is not a ready
-    ``MinMaxScaler | HalfSpaceTrees`` over exactly ``inputs``."""
+    ``MinMaxScaler | HalfSpaceTrees`` over exactly ``inputs``.
+
+    A tree's shape (features, thresholds) never changes once built; only the masses and the
+    scaler do. Given the ``previous`` form of the same model, its layout is reused and only the
+    masses and the scaler are read again (~0.4 ms instead of ~5 ms).
+    """
     if not isinstance(model, compose.Pipeline) or len(model.steps) != 2:
         return None
     if model._LEARN_UNSUPERVISED_DURING_PREDICT:  # scoring would learn: River's path only
@@ -97,7 +124,7 @@ def compile_model(model: Any, inputs: Sequence[str]) -> CompiledHalfSpaceTrees |
         return None
     names = tuple(inputs)
     if hst._first_window:  # River answers 0 until the first window is complete
-        return _compiled(names, [], hst, first_window=True)
+        return CompiledHalfSpaceTrees.zeros(names)
     lows, spans = [], []
     for name in names:
         lo_stat, hi_stat = scaler.min.get(name), scaler.max.get(name)
@@ -106,51 +133,79 @@ def compile_model(model: Any, inputs: Sequence[str]) -> CompiledHalfSpaceTrees |
         lo, hi = lo_stat.get(), hi_stat.get()
         lows.append(lo)
         spans.append(hi - lo)
-    return _compiled(names, [lows, spans], hst, first_window=False)
-
-
-def _compiled(
-    names: tuple[str, ...], scale: list[list[float]], hst: Any, *, first_window: bool
-) -> CompiledHalfSpaceTrees | None:
-    height = int(hst.height)
-    n_nodes = 2 ** (height + 1) - 1
-    column = {name: i for i, name in enumerate(names)}
-    feature = np.zeros(len(hst.trees) * n_nodes, dtype=np.intp)
-    threshold = np.zeros(len(hst.trees) * n_nodes, dtype=np.float64)
-    r_mass = np.zeros(len(hst.trees) * n_nodes, dtype=np.int64)
-    for t, root in enumerate(hst.trees):
-        stack = [(root, 0, 0)]
-        while stack:
-            node, i, depth = stack.pop()
-            g = t * n_nodes + i
-            mass = node.r_mass
-            if type(mass) is not int:
-                return None
-            r_mass[g] = mass
-            if depth == height:
-                if isinstance(node, PaddedBranch):
-                    return None
-                continue
-            if not isinstance(node, PaddedBranch) or node.feature not in column:
-                return None  # not a complete tree over these inputs
-            feature[g] = column[node.feature]
-            threshold[g] = node.threshold
-            left, right = node.children
-            stack.append((left, 2 * i + 1, depth + 1))
-            stack.append((right, 2 * i + 2, depth + 1))
-    lo = np.array(scale[0] if scale else [0.0] * len(names), dtype=np.float64)
-    span = np.array(scale[1] if scale else [0.0] * len(names), dtype=np.float64)
+    layout = previous.layout if previous is not None else None
+    if layout is None or not layout.fits(hst, names):
+        layout = TreeLayout.of(hst, names)
+        if layout is None:
+            return None
+    r_mass = np.fromiter((n.r_mass for n in layout.nodes), dtype=np.int64, count=len(layout.nodes))
     return CompiledHalfSpaceTrees(
         inputs=names,
-        lo=lo,
-        span=span,
-        feature=feature,
-        threshold=threshold,
+        lo=np.array(lows, dtype=np.float64),
+        span=np.array(spans, dtype=np.float64),
+        feature=layout.feature,
+        threshold=layout.threshold,
         r_mass=r_mass,
-        n_trees=len(hst.trees),
-        n_nodes=n_nodes,
-        height=height,
+        n_trees=len(layout.roots),
+        n_nodes=layout.n_nodes,
+        height=layout.height,
         size_limit=0.1 * hst.window_size,
-        max_score=hst.n_trees * hst.window_size * (2 ** (height + 1) - 1),
-        first_window=first_window,
+        max_score=hst.n_trees * hst.window_size * (2 ** (layout.height + 1) - 1),
+        first_window=False,
+        layout=layout,
     )
+
+
+@dataclass(frozen=True)
+class TreeLayout:
+    """The trees' shape as arrays (node ``i``'s children are ``2i+1`` and ``2i+2``), with the
+    nodes themselves in the same order to read their masses."""
+
+    roots: tuple[Any, ...]
+    inputs: tuple[str, ...]
+    height: int
+    n_nodes: int  # per tree
+    feature: NDArray[np.intp]
+    threshold: NDArray[np.float64]
+    nodes: tuple[Any, ...]
+
+    def fits(self, hst: Any, inputs: tuple[str, ...]) -> bool:
+        """Still the layout of ``hst``'s trees: the same tree objects, inputs and height."""
+        trees = hst.trees
+        return (
+            inputs == self.inputs
+            and hst.height == self.height
+            and len(trees) == len(self.roots)
+            and all(a is b for a, b in zip(trees, self.roots, strict=True))
+        )
+
+    @classmethod
+    def of(cls, hst: Any, inputs: tuple[str, ...]) -> TreeLayout | None:
+        """None unless every tree is complete, of integer masses, and splits on ``inputs``."""
+        height = int(hst.height)
+        n_nodes = 2 ** (height + 1) - 1
+        column = {name: i for i, name in enumerate(inputs)}
+        n = len(hst.trees) * n_nodes
+        feature = np.zeros(n, dtype=np.intp)
+        threshold = np.zeros(n, dtype=np.float64)
+        nodes: list[Any] = [None] * n
+        for t, root in enumerate(hst.trees):
+            stack = [(root, 0, 0)]
+            while stack:
+                node, i, depth = stack.pop()
+                g = t * n_nodes + i
+                if type(node.r_mass) is not int:
+                    return None
+                nodes[g] = node
+                if depth == height:
+                    if isinstance(node, PaddedBranch):
+                        return None
+                    continue
+                if not isinstance(node, PaddedBranch) or node.feature not in column:
+                    return None  # not a complete tree over these inputs
+                feature[g] = column[node.feature]
+                threshold[g] = node.threshold
+                left, right = node.children
+                stack.append((left, 2 * i + 1, depth + 1))
+                stack.append((right, 2 * i + 2, depth + 1))
+        return cls(tuple(hst.trees), inputs, height, n_nodes, feature, threshold, tuple(nodes))

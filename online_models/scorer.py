@@ -106,9 +106,10 @@ class LiveModel:
     def _compiled(self) -> CompiledHalfSpaceTrees | None:
         cached = self._batch
         if cached is None or cached[0] is not self.model or cached[1] != self.examples:
-            form = (
-                compile_model(self.model, self.spec.inputs) if self.spec.kind == "anomaly" else None
-            )
+            form = None
+            if self.spec.kind == "anomaly":
+                previous = cached[2] if cached is not None and cached[0] is self.model else None
+                form = compile_model(self.model, self.spec.inputs, previous)
             cached = self._batch = (self.model, self.examples, form)
         return cached[2]
 

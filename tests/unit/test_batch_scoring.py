@@ -112,3 +112,22 @@ def test_the_scorer_scores_a_batch_as_it_scores_each_event() -> None:
     features = [row(rng) for _ in range(200)]
     assert scorer.score_many(features) == [scorer.score(f) for f in features]
     assert scorer.score_many([]) == []
+
+
+def test_a_recompiled_model_reuses_the_tree_layout_and_reads_the_new_masses() -> None:
+    live = trained(1000)
+    first = compile_model(live.model, INPUTS)
+    assert first is not None and first.layout is not None
+    rng = random.Random(11)
+    for _ in range(600):  # two more windows: the masses pivot
+        live.learn(row(rng, 2.0))
+    again = compile_model(live.model, INPUTS, previous=first)
+    assert again is not None and again.layout is first.layout
+    assert not (again.r_mass == first.r_mass).all() and not (again.span == first.span).all()
+    rows = [row(rng, 3.0) for _ in range(400)]
+    assert again.score(rows) == river_scores(live, rows)
+    # a layout of other trees is not reused
+    other = trained(1000, seed=4)
+    fresh = compile_model(other.model, INPUTS, previous=first)
+    assert fresh is not None and fresh.layout is not first.layout
+    assert fresh.score(rows) == river_scores(other, rows)
