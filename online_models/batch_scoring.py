@@ -1,13 +1,14 @@
-"""Scoring a whole batch at once with the anomaly model: the same numbers, a fraction of the time.
+"""Scoring a whole batch at once: the same numbers as River, a fraction of the time.
 
-``asset_drop`` is ``MinMaxScaler | HalfSpaceTrees``. River scores one event at a time: scale the
-inputs, then walk each of the ten trees from the root down, adding ``r_mass * 2**depth`` at each
-node until a node's ``r_mass`` falls under the size limit. Per event that is ~13 us of Python.
+Between two ``learn_one`` calls a model does not change, so the events of a batch can be scored
+together in numpy from a frozen array copy of the model. Two shapes have a batch form, and it
+gives *identical* numbers to River's, not merely close ones:
 
-Between two ``learn_one`` calls the model does not change, so a batch of events can be scored
-together: the trees are laid out as arrays (node ``i`` has children ``2i+1`` and ``2i+2``) and
-every event walks every tree level by level in numpy. The result is *identical* to River's,
-not merely close:
+``MinMaxScaler | HalfSpaceTrees`` (``asset_drop``). River scales the inputs, then walks each of
+the ten trees from the root down, adding ``r_mass * 2**depth`` at each node until a node's
+``r_mass`` falls under the size limit: ~13 us of Python per event. Here the trees are laid out as
+arrays (node ``i`` has children ``2i+1`` and ``2i+2``) and every event walks every tree level by
+level.
 
 - scaling is the same IEEE operations, element by element (``(x - lo) / (hi - lo)``, or 0.0
   when the range is nil);
@@ -17,26 +18,66 @@ not merely close:
   River's float (far below 2**53), and the final ``1 - score / max_score`` is one float division
   and one subtraction, as River computes it.
 
-``compile_model`` returns None for any model that is not that shape (another catalog, a
-challenger), or that is not ready (a missing scaler statistic, trees not built yet); callers
-then score event by event. ``tests/unit/test_batch_scoring.py`` holds the batch scorer to River's
-``score_one`` on random inputs, real models and edge cases (values on a threshold, NaN, the
-first window).
+``StandardScaler | LogisticRegression`` (``churn_risk``). The scaled inputs are
+``(x - mean) / var ** 0.5`` (0.0 when the variance is nil; the square roots are River's own
+expression, computed once per input), the logit is summed term by term in the inputs' order
+from 0.0 and the intercept added last, as River's weight vector sums it, and the sigmoid is
+River's own function on each logit (numpy's ``exp`` may differ from the C library's in the last
+bit).
+
+``compile_model`` returns None for any model of another shape (a challenger, another catalog),
+or one not ready (a missing statistic or weight, trees not built yet); callers then score event
+by event. ``tests/unit/test_batch_scoring.py`` holds both forms to River's answers on random
+inputs, trained models and edge cases (values on a threshold, NaN, infinities, the first
+window).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from river import anomaly, compose, preprocessing
+from river import anomaly, compose, linear_model, optim, preprocessing
 from river.tree.padded import PaddedBranch
+from river.utils.math import sigmoid
 
 # Below this many events a batch is scored event by event (numpy's fixed cost per call wins).
 MIN_BATCH = 64
+
+
+class BatchForm(Protocol):
+    """A model's batch form: ``score`` answers what River's model answers for each row."""
+
+    def score(self, rows: Sequence[Mapping[str, float]]) -> list[float]: ...
+
+
+@dataclass(frozen=True)
+class CompiledLogisticRegression:
+    """A frozen copy of a ``StandardScaler | LogisticRegression`` model: P(True) per row."""
+
+    inputs: tuple[str, ...]
+    mean: NDArray[np.float64]
+    std: NDArray[np.float64]  # var ** 0.5, as River computes it
+    scaled: NDArray[np.bool_]  # var != 0: River scales the input, else it reads 0.0
+    weights: tuple[float, ...]
+    intercept: float
+
+    def score(self, rows: Sequence[Mapping[str, float]]) -> list[float]:
+        n = len(rows)
+        inputs = self.inputs
+        x = np.array([[row[name] for name in inputs] for row in rows], dtype=np.float64)
+        x = x.reshape(n, len(inputs))
+        with np.errstate(all="ignore"):  # inf - inf is NaN, as in River, without a warning
+            z = np.zeros_like(x)
+            np.divide(x - self.mean, self.std, out=z, where=self.scaled)
+            logit = np.zeros(n, dtype=np.float64)
+            for j, w in enumerate(self.weights):
+                logit = logit + w * z[:, j]
+            logit = logit + self.intercept
+        return [float(sigmoid(v)) for v in logit.tolist()]
 
 
 @dataclass(frozen=True)
@@ -85,7 +126,8 @@ class CompiledHalfSpaceTrees:
         x = np.array([[row[name] for name in inputs] for row in rows], dtype=np.float64)
         x = x.reshape(n, len(inputs))
         scaled = np.zeros_like(x)
-        np.divide(x - self.lo, self.span, out=scaled, where=self.span != 0)
+        with np.errstate(all="ignore"):  # inf - inf is NaN, as in River, without a warning
+            np.divide(x - self.lo, self.span, out=scaled, where=self.span != 0)
         at = np.arange(n)[:, None]
         tree_base = np.arange(self.n_trees, dtype=np.intp) * self.n_nodes
         node = np.zeros((n, self.n_trees), dtype=np.intp)
@@ -104,25 +146,63 @@ class CompiledHalfSpaceTrees:
 
 
 def compile_model(
-    model: Any, inputs: Sequence[str], previous: CompiledHalfSpaceTrees | None = None
-) -> CompiledHalfSpaceTrees | None:
-    """The batch form of ``model`` as it is now, or None when it is not a ready
-    ``MinMaxScaler | HalfSpaceTrees`` over exactly ``inputs``.
+    model: Any, inputs: Sequence[str], previous: BatchForm | None = None
+) -> BatchForm | None:
+    """The batch form of ``model`` as it is now, or None when it has none (see the module).
 
-    A tree's shape (features, thresholds) never changes once built; only the masses and the
-    scaler do. Given the ``previous`` form of the same model, its layout is reused and only the
-    masses and the scaler are read again (~0.4 ms instead of ~5 ms).
+    ``previous``: the form this model had before it learned more, if any. A tree's shape
+    (features, thresholds) never changes once built; only the masses and the scaler do, so its
+    layout is reused and only those are read again (0.14 ms instead of 1.3 ms).
     """
     if not isinstance(model, compose.Pipeline) or len(model.steps) != 2:
         return None
     if model._LEARN_UNSUPERVISED_DURING_PREDICT:  # scoring would learn: River's path only
         return None
-    scaler, hst = model.steps.values()
-    if type(scaler) is not preprocessing.MinMaxScaler or scaler.window_size is not None:
-        return None
-    if type(hst) is not anomaly.HalfSpaceTrees:
-        return None
+    scaler, last = model.steps.values()
     names = tuple(inputs)
+    if (
+        type(scaler) is preprocessing.StandardScaler
+        and type(last) is linear_model.LogisticRegression
+    ):
+        return _compile_logistic(scaler, last, names)
+    if type(scaler) is preprocessing.MinMaxScaler and type(last) is anomaly.HalfSpaceTrees:
+        before = previous if isinstance(previous, CompiledHalfSpaceTrees) else None
+        return _compile_hst(scaler, last, names, before)
+    return None
+
+
+def _compile_logistic(
+    scaler: Any, lr: Any, names: tuple[str, ...]
+) -> CompiledLogisticRegression | None:
+    if scaler.window_size is not None or not scaler.with_std:
+        return None
+    if type(lr.loss) is not optim.losses.Log:
+        return None
+    weights = lr._weights.to_dict()
+    means, variances, stds, ws = [], [], [], []
+    for name in names:
+        m, v, w = scaler.means.get(name), scaler.vars.get(name), weights.get(name)
+        if m is None or v is None or w is None:
+            return None  # River would create the statistic or the weight while scoring
+        means.append(m)
+        variances.append(v)
+        stds.append(v**0.5 if v else 1.0)
+        ws.append(float(w))
+    return CompiledLogisticRegression(
+        inputs=names,
+        mean=np.array(means, dtype=np.float64),
+        std=np.array(stds, dtype=np.float64),
+        scaled=np.array([bool(v) for v in variances], dtype=np.bool_),
+        weights=tuple(ws),
+        intercept=float(lr.intercept),
+    )
+
+
+def _compile_hst(
+    scaler: Any, hst: Any, names: tuple[str, ...], previous: CompiledHalfSpaceTrees | None
+) -> CompiledHalfSpaceTrees | None:
+    if scaler.window_size is not None:
+        return None
     if hst._first_window:  # River answers 0 until the first window is complete
         return CompiledHalfSpaceTrees.zeros(names)
     lows, spans = [], []

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.types import ModelScore
-from online_models.batch_scoring import MIN_BATCH, CompiledHalfSpaceTrees, compile_model
+from online_models.batch_scoring import MIN_BATCH, BatchForm, compile_model
 from online_models.catalog import ModelCatalog, ModelSpec, build_catalog
 from online_models.snapshots import Snapshot, decode_snapshot, encode_snapshot
 
@@ -55,7 +55,7 @@ class LiveModel:
     snapshot: int = 0  # the published snapshot number it was installed from (0: fresh)
     # The batch form of the model (online_models.batch_scoring), for the model and examples
     # it was compiled from; None: not compiled yet, or the model has no batch form.
-    _batch: tuple[Any, int, CompiledHalfSpaceTrees | None] | None = field(
+    _batch: tuple[Any, int, BatchForm | None] | None = field(
         default=None, repr=False, compare=False
     )
 
@@ -103,13 +103,11 @@ class LiveModel:
             for v in compiled.score([self.inputs(f) for f in features])
         ]
 
-    def _compiled(self) -> CompiledHalfSpaceTrees | None:
+    def _compiled(self) -> BatchForm | None:
         cached = self._batch
         if cached is None or cached[0] is not self.model or cached[1] != self.examples:
-            form = None
-            if self.spec.kind == "anomaly":
-                previous = cached[2] if cached is not None and cached[0] is self.model else None
-                form = compile_model(self.model, self.spec.inputs, previous)
+            previous = cached[2] if cached is not None and cached[0] is self.model else None
+            form = compile_model(self.model, self.spec.inputs, previous)
             cached = self._batch = (self.model, self.examples, form)
         return cached[2]
 

@@ -1,4 +1,4 @@
-"""The anomaly model scored a batch at once gives exactly River's per-event answers."""
+"""Models scored a batch at once give exactly River's per-event answers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import random
 import pytest
 from river import anomaly, compose, preprocessing
 
-from online_models.batch_scoring import MIN_BATCH, compile_model
-from online_models.catalog import ASSET_DROP, ASSET_DROP_INPUTS, CHURN_RISK
+from online_models.batch_scoring import MIN_BATCH, CompiledHalfSpaceTrees, compile_model
+from online_models.catalog import ASSET_DROP, ASSET_DROP_INPUTS, CHALLENGER_BUILDERS, CHURN_RISK
 from online_models.scorer import LiveModel, ModelScorer
 
 INPUTS = ASSET_DROP_INPUTS
@@ -39,7 +39,7 @@ def test_batch_scores_equal_rivers_exactly(examples: int) -> None:
     rng = random.Random(examples)
     rows = [row(rng, spread) for spread in (0.01, 1.0, 3.0) for _ in range(300)]
     compiled = compile_model(live.model, INPUTS)
-    assert compiled is not None and not compiled.first_window
+    assert isinstance(compiled, CompiledHalfSpaceTrees) and not compiled.first_window
     ours = compiled.score(rows)
     assert ours == river_scores(live, rows)  # exact, not approximately
     assert len(set(ours)) > 50  # the rows reach different parts of the trees
@@ -48,7 +48,7 @@ def test_batch_scores_equal_rivers_exactly(examples: int) -> None:
 def test_values_on_a_threshold_nan_and_infinity_go_where_river_sends_them() -> None:
     live = trained(1000)
     compiled = compile_model(live.model, INPUTS)
-    assert compiled is not None
+    assert isinstance(compiled, CompiledHalfSpaceTrees)
     scaler = live.model.steps["MinMaxScaler"]
     root = live.model.steps["HalfSpaceTrees"].trees[0]
     # an input whose scaled value is exactly the root's threshold (then nudged both ways)
@@ -68,13 +68,15 @@ def test_values_on_a_threshold_nan_and_infinity_go_where_river_sends_them() -> N
 def test_the_first_window_scores_zero_as_river_does() -> None:
     live = trained(100)  # window_size 250: not complete yet
     compiled = compile_model(live.model, INPUTS)
-    assert compiled is not None and compiled.first_window
+    assert isinstance(compiled, CompiledHalfSpaceTrees) and compiled.first_window
     rows = [row(random.Random(1)) for _ in range(3)]
     assert compiled.score(rows) == river_scores(live, rows) == [0.0, 0.0, 0.0]
 
 
 def test_other_models_have_no_batch_form() -> None:
-    assert compile_model(CHURN_RISK.build(7), CHURN_RISK.inputs) is None
+    assert compile_model(CHURN_RISK.build(7), CHURN_RISK.inputs) is None  # no weights yet
+    for build in CHALLENGER_BUILDERS.values():
+        assert compile_model(build(7), CHURN_RISK.inputs) is None
     live = trained(1000)
     assert compile_model(live.model, INPUTS[:-1]) is None  # a tree splits on another input
     bare = anomaly.HalfSpaceTrees(n_trees=2, height=3, window_size=10, seed=1)
@@ -117,17 +119,56 @@ def test_the_scorer_scores_a_batch_as_it_scores_each_event() -> None:
 def test_a_recompiled_model_reuses_the_tree_layout_and_reads_the_new_masses() -> None:
     live = trained(1000)
     first = compile_model(live.model, INPUTS)
-    assert first is not None and first.layout is not None
+    assert isinstance(first, CompiledHalfSpaceTrees) and first.layout is not None
     rng = random.Random(11)
     for _ in range(600):  # two more windows: the masses pivot
         live.learn(row(rng, 2.0))
     again = compile_model(live.model, INPUTS, previous=first)
-    assert again is not None and again.layout is first.layout
+    assert isinstance(again, CompiledHalfSpaceTrees) and again.layout is first.layout
     assert not (again.r_mass == first.r_mass).all() and not (again.span == first.span).all()
     rows = [row(rng, 3.0) for _ in range(400)]
     assert again.score(rows) == river_scores(live, rows)
     # a layout of other trees is not reused
     other = trained(1000, seed=4)
     fresh = compile_model(other.model, INPUTS, previous=first)
-    assert fresh is not None and fresh.layout is not first.layout
+    assert isinstance(fresh, CompiledHalfSpaceTrees) and fresh.layout is not first.layout
     assert fresh.score(rows) == river_scores(other, rows)
+
+
+def trained_churn(examples: int, seed: int = 5) -> LiveModel:
+    rng = random.Random(seed)
+    live = LiveModel(CHURN_RISK, CHURN_RISK.build(seed))
+    for _ in range(examples):
+        x = {name: rng.gauss(0.0, 40.0) * (rng.random() < 0.7) for name in CHURN_RISK.inputs}
+        x["salary_count_35d"] = 1.0  # a constant input: no variance, River reads 0.0
+        live.learn(x, rng.random() < 0.3)
+    return live
+
+
+@pytest.mark.parametrize("examples", [1, 50, 3000])
+def test_logistic_batch_scores_equal_rivers_exactly(examples: int) -> None:
+    live = trained_churn(examples)
+    compiled = compile_model(live.model, CHURN_RISK.inputs)
+    assert compiled is not None
+    rng = random.Random(examples)
+    rows = [
+        {name: rng.gauss(0.0, 40.0 * spread) * (rng.random() < 0.7) for name in CHURN_RISK.inputs}
+        for spread in (0.01, 1.0, 30.0)
+        for _ in range(2000)
+    ]
+    for special in (math.nan, math.inf, -math.inf, 1e308):
+        rows.append(dict.fromkeys(CHURN_RISK.inputs, special))
+    ours = compiled.score(rows)
+    theirs = [float(live.model.predict_proba_one(x)[True]) for x in rows]
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):  # exact (NaN where River says NaN)
+        assert a == b or (math.isnan(a) and math.isnan(b))
+    if examples >= 3000:  # a model that learned: many different answers
+        assert len(set(ours)) > 1000
+        assert 0.0 in ours  # past the sigmoid's clamp, as River answers
+
+
+def test_a_logistic_model_missing_a_weight_has_no_batch_form() -> None:
+    live = trained_churn(100)
+    inputs = (*CHURN_RISK.inputs, "never_seen")
+    assert compile_model(live.model, inputs) is None
