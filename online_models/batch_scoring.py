@@ -182,11 +182,19 @@ def _compile_logistic(
     means, variances, stds, ws = [], [], [], []
     for name in names:
         m, v, w = scaler.means.get(name), scaler.vars.get(name), weights.get(name)
-        if m is None or v is None or w is None:
-            return None  # River would create the statistic or the weight while scoring
+        if not v:
+            # Never learned, or no variance: River reads 0.0 whatever the value (creating the
+            # missing statistics at 0.0 as it does), and a term 0.0 adds nothing to the logit.
+            means.append(0.0)
+            variances.append(0.0)
+            stds.append(1.0)
+            ws.append(0.0 if w is None else float(w))
+            continue
+        if m is None or w is None:
+            return None
         means.append(m)
         variances.append(v)
-        stds.append(v**0.5 if v else 1.0)
+        stds.append(v**0.5)
         ws.append(float(w))
     return CompiledLogisticRegression(
         inputs=names,

@@ -92,16 +92,17 @@ class LiveModel:
         if self.cold:
             cold = ModelScore(name, version, self.spec.prior, True)
             return [cold] * len(features)
-        compiled = self._compiled() if len(features) >= MIN_BATCH else None
+        values = self.predict_many([self.inputs(f) for f in features])
+        return [ModelScore(name, version, v, False) for v in values]
+
+    def predict_many(self, xs: Sequence[Mapping[str, float]]) -> list[float]:
+        """``predict`` of each row, in order: the same numbers, batched when the model has a
+        batch form (``online_models.batch_scoring``) and there are ``MIN_BATCH`` rows or more."""
+        compiled = self._compiled() if len(xs) >= MIN_BATCH else None
         if compiled is None:
-            return [
-                ModelScore(name, version, self.predict(self.inputs(f)), False) for f in features
-            ]
+            return [self.predict(x) for x in xs]
         prior = self.spec.prior
-        return [
-            ModelScore(name, version, v if math.isfinite(v) else prior, False)
-            for v in compiled.score([self.inputs(f) for f in features])
-        ]
+        return [v if math.isfinite(v) else prior for v in compiled.score(xs)]
 
     def _compiled(self) -> BatchForm | None:
         cached = self._batch

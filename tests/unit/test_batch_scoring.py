@@ -74,7 +74,6 @@ def test_the_first_window_scores_zero_as_river_does() -> None:
 
 
 def test_other_models_have_no_batch_form() -> None:
-    assert compile_model(CHURN_RISK.build(7), CHURN_RISK.inputs) is None  # no weights yet
     for build in CHALLENGER_BUILDERS.values():
         assert compile_model(build(7), CHURN_RISK.inputs) is None
     live = trained(1000)
@@ -145,9 +144,9 @@ def trained_churn(examples: int, seed: int = 5) -> LiveModel:
     return live
 
 
-@pytest.mark.parametrize("examples", [1, 50, 3000])
+@pytest.mark.parametrize("examples", [0, 1, 50, 3000])
 def test_logistic_batch_scores_equal_rivers_exactly(examples: int) -> None:
-    live = trained_churn(examples)
+    live = trained_churn(examples)  # 0: never learned (no weights, no statistics)
     compiled = compile_model(live.model, CHURN_RISK.inputs)
     assert compiled is not None
     rng = random.Random(examples)
@@ -170,5 +169,6 @@ def test_logistic_batch_scores_equal_rivers_exactly(examples: int) -> None:
 
 def test_a_logistic_model_missing_a_weight_has_no_batch_form() -> None:
     live = trained_churn(100)
-    inputs = (*CHURN_RISK.inputs, "never_seen")
-    assert compile_model(live.model, inputs) is None
+    scaler = live.model.steps["StandardScaler"]
+    scaler.means["never_seen"], scaler.vars["never_seen"] = 1.0, 4.0  # scaled, yet no weight
+    assert compile_model(live.model, (*CHURN_RISK.inputs, "never_seen")) is None
