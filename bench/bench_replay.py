@@ -109,6 +109,7 @@ def run_pipeline(lines: list[bytes], batch: int) -> None:
             clock.set(at)
             await pipeline.process(records)
             sink.records.clear()
+            tuning.after_batch()
 
     tuning = GcTuning()  # as the replay runs
     try:

@@ -357,16 +357,21 @@ async def drive(
 
 
 class GcTuning:
-    """Start-up objects (rules, catalog, models) leave the collector's generations, and young
-    collections run every 50,000 allocations instead of 700: fewer, cheaper pauses. The
-    replay's objects are short-lived and acyclic (freed by reference counting), so memory
-    stays flat."""
+    """The cyclic garbage collector while replaying: start-up objects (rules, catalog, models)
+    leave its generations, young collections run every 50,000 allocations instead of 700, and
+    what survives a batch (states, pending labels, the report's tallies) is frozen after it
+    (``after_batch``), so no collection scans it again. The replay's objects are acyclic and
+    freed by reference counting: a month of 1,000 customers leaves ~100 objects in cycles in
+    all, which go back to the collector when the replay ends (``restore``)."""
 
     def __init__(self) -> None:
         gc.collect()
         gc.freeze()
         self._threshold = gc.get_threshold()
         gc.set_threshold(50_000, 20, 100)
+
+    def after_batch(self) -> None:
+        gc.freeze()
 
     def restore(self) -> None:
         gc.set_threshold(*self._threshold)
@@ -405,11 +410,14 @@ async def run_replay(
     for run in runs[1:]:
         run.open(out / "challenger")
 
+    tuning = GcTuning() if options.gc_tuning else None
+
     def tick(events: int) -> None:
+        if tuning is not None:
+            tuning.after_batch()
         if progress is not None:
             progress.update(events, sum(s.position() for s in sources))
 
-    tuning = GcTuning() if options.gc_tuning else None
     started = time.perf_counter()
     try:
         stats = await drive(
