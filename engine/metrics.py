@@ -1,14 +1,15 @@
 """Prometheus metrics of the workers and the API. Names ``vigil_*``; latencies in seconds.
 
-The pipeline reports through ``PipelineMetrics``: ``PrometheusMetrics`` live (the worker, the
-API's what-if), ``NoMetrics`` in replay, whose month of history would otherwise count into the
-process's live counters, at ~4 us per event.
+The pipeline reports through the ``engine.ports.PipelineMetrics`` port: ``PrometheusMetrics``
+live (the worker, the API's what-if), ``NoMetrics`` in replay, whose month of history would
+otherwise count into the process's pipeline counters, at ~4 us per event. (The replay's learner
+still counts its examples and outcomes into ``vigil_model_*``.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Histogram
 
@@ -77,18 +78,6 @@ EXPERIMENT_OUTCOMES = Counter(
     "Outcomes of exposed customers by variant: uplift = a variant's rate minus control's",
     ["experiment", "variant", "label"],
 )
-
-
-class PipelineMetrics(Protocol):
-    """What the pipeline reports about its work."""
-
-    def dead_letter(self, reason: str) -> None: ...
-
-    def decided(
-        self, event_type: str, status: str, decision: Decision, waited: float | None
-    ) -> None: ...
-
-    def batch(self, size: int, stages: Sequence[tuple[str, float]]) -> None: ...
 
 
 class PrometheusMetrics:

@@ -33,8 +33,7 @@ from engine.decide import (
     with_batch_effects,
 )
 from engine.events import AnyEvent, InvalidEvent, parse_event
-from engine.metrics import PipelineMetrics, PrometheusMetrics
-from engine.ports import OutputSink, OutRecord, StateStore
+from engine.ports import OutputSink, OutRecord, PipelineMetrics, StateStore
 from engine.types import Effects, StateUpdate
 from features.definitions import ops_for_dict
 from online_models.catalog import CATALOG
@@ -60,10 +59,10 @@ class DecisionPipeline:
         catalog: ActionCatalog,
         settings: Settings,
         clock: Clock,
-        metrics: PipelineMetrics | None = None,
+        metrics: PipelineMetrics,
     ) -> None:
         self.store = store
-        self.metrics: PipelineMetrics = metrics or PrometheusMetrics()
+        self.metrics = metrics
         self.sink = sink
         self.scorer = scorer
         self._rules = rules

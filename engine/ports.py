@@ -5,16 +5,23 @@ identical by one contract suite per port (tests/contract/).
 |-------------|--------------------------------------|--------------------------------------|
 | StateStore  | features.redis_store.RedisStateStore | features.memory_store.MemoryStateStore |
 | OutputSink  | streams.sinks.KafkaSink              | engine.sinks.MemorySink              |
+
+``PipelineMetrics`` (what the pipeline reports about its work) has ``engine.metrics.
+PrometheusMetrics`` live and ``engine.metrics.NoMetrics`` in replay; it has no contract suite: the
+two share nothing to hold identical.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actions.policy import CapacityReservation
 from engine.types import CustomerState, Effects, StateUpdate
+
+if TYPE_CHECKING:
+    from engine.decide import Decision
 
 # (channel, bank day "YYYY-MM-DD"): the unit of the bank-wide daily capacity.
 CapacityKey = tuple[str, str]
@@ -79,3 +86,19 @@ class OutputSink(Protocol):
     """Where decisions go. ``emit`` returns only when every record is durable."""
 
     async def emit(self, records: Sequence[OutRecord]) -> None: ...
+
+
+class PipelineMetrics(Protocol):
+    """What the pipeline reports about its work."""
+
+    def dead_letter(self, reason: str) -> None: ...
+
+    def decided(
+        self, event_type: str, status: str, decision: Decision, waited: float | None
+    ) -> None:
+        """One decision; ``waited``: decision time minus the record's Kafka timestamp."""
+        ...
+
+    def batch(self, size: int, stages: Sequence[tuple[str, float]]) -> None:
+        """A batch's size and the seconds it spent in each stage."""
+        ...

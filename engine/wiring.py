@@ -8,9 +8,9 @@ from __future__ import annotations
 from actions.catalog import load_catalog
 from engine.clock import Clock, WallClock
 from engine.config import Settings
-from engine.metrics import PipelineMetrics
+from engine.metrics import PrometheusMetrics
 from engine.pipeline import DecisionPipeline
-from engine.ports import OutputSink, StateStore, StoreLimits
+from engine.ports import OutputSink, PipelineMetrics, StateStore, StoreLimits
 from features.redis_store import RedisStateStore
 from online_models.catalog import build_catalog, model_names
 from online_models.scorer import ModelScorer
@@ -61,6 +61,6 @@ def build_pipeline(
         catalog=load_catalog(settings.actions_catalog),
         settings=settings,
         clock=clock or WallClock(),
-        metrics=metrics,
+        metrics=PrometheusMetrics() if metrics is None else metrics,
     )
     return pipeline, holder

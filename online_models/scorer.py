@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from river import anomaly, compose, linear_model, preprocessing
+
 from engine.types import ModelScore
 from online_models.batch_scoring import MIN_BATCH, BatchForm, compile_model
 from online_models.catalog import ModelCatalog, ModelSpec, build_catalog
@@ -56,7 +58,7 @@ class LiveModel:
     # The batch form of the model (online_models.batch_scoring), for the model and examples
     # it was compiled from; None: not compiled yet, or the model has no batch form.
     _batch: tuple[Any, int, BatchForm | None] | None = field(
-        default=None, repr=False, compare=False
+        default=None, init=False, repr=False, compare=False
     )
 
     @property
@@ -120,11 +122,35 @@ class LiveModel:
         self.examples += 1
 
 
+# River estimators whose learning depends only on their state and the example (no clock, no
+# unseeded randomness): two equal models that learn the same examples stay equal.
+_DETERMINISTIC_STEPS: tuple[type, ...] = (
+    preprocessing.StandardScaler,
+    preprocessing.MinMaxScaler,
+    linear_model.LogisticRegression,
+    anomaly.HalfSpaceTrees,
+)
+
+
+def learns_deterministically(model: Any) -> bool:
+    """Whether ``model`` (a River estimator or pipeline) is made only of estimators whose
+    learning is deterministic, so a copy can follow it by learning the same examples.
+
+    >>> from online_models.catalog import CHALLENGER_BUILDERS, CHURN_RISK
+    >>> learns_deterministically(CHURN_RISK.build(7))
+    True
+    >>> learns_deterministically(CHALLENGER_BUILDERS["arf"](7))  # unseeded Gaussian estimators
+    False
+    """
+    steps = model.steps.values() if isinstance(model, compose.Pipeline) else (model,)
+    return all(type(step) in _DETERMINISTIC_STEPS for step in steps)
+
+
 @dataclass(frozen=True, slots=True)
 class Learned:
     """One example a model learned, as the learner learned it (see ``ModelScorer.follow``)."""
 
-    model: str  # a model name, or ``offer_response`` for the offer model of ``action``
+    name: str  # a model's name, or ``offer_response`` for the offer model of ``action``
     x: dict[str, float]
     y: bool | None
     action: str | None = None
@@ -197,21 +223,21 @@ class ModelScorer:
         """Learn ``examples`` in order, then serve as published snapshot ``number``.
 
         A scorer whose models equal a learner's, and that learns the same examples in the same
-        order, ends with the same models (River's learning is deterministic: it depends on the
-        model's state and the example only). Replay hands models over this way instead of
-        pickling and unpickling every model at every snapshot. A new offer model starts as the
-        learner's does: built with ``seed``.
+        order, ends with the same models, for models that ``learns_deterministically`` (their
+        learning depends on the model's state and the example only). Replay hands models over
+        this way instead of pickling and unpickling every model at every snapshot. A new offer
+        model starts as the learner's does: built with ``seed``.
         """
         for ex in examples:
-            if ex.model == OFFER_SNAPSHOT:
+            if ex.name == OFFER_SNAPSHOT:
                 spec = self.offer_spec
                 if spec is None or ex.action is None:
-                    raise KeyError(ex.model)
+                    raise KeyError(ex.name)
                 live = self.offers.get(ex.action)
                 if live is None:
                     live = self.offers[ex.action] = LiveModel(spec, spec.build(seed))
             else:
-                live = self.models[ex.model]
+                live = self.models[ex.name]
             live.learn(ex.x, ex.y)
         for live in self.models.values():
             live.snapshot = number

@@ -412,7 +412,7 @@ async def run_replay(
 
     tuning = GcTuning() if options.gc_tuning else None
 
-    def tick(events: int) -> None:
+    def between_batches(events: int) -> None:
         if tuning is not None:
             tuning.after_batch()
         if progress is not None:
@@ -424,7 +424,7 @@ async def run_replay(
             merged(sources),
             runs,
             batch_size=options.batch_size,
-            progress=tick,
+            progress=between_batches,
             after_batch=after_batch,
             reference_now=options.reference_now,
         )

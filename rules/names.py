@@ -52,7 +52,7 @@ PROFILE_FIELDS: dict[str, str] = {
     **{f"consent_{c}": "bool" for c in CHANNELS},
 }
 # (env name, event field, is a number) in EVENT_FIELDS' order
-_EVENT_KEYS_FAST: tuple[tuple[str, str, bool], ...] = tuple(
+_EVENT_FIELD_KEYS: tuple[tuple[str, str, bool], ...] = tuple(
     (name, name[6:], kind == "number") for name, kind in EVENT_FIELDS.items()
 )
 _CONSENT_KEYS: tuple[str, ...] = tuple(f"consent_{c}" for c in CHANNELS)
@@ -87,7 +87,7 @@ def event_env(event: Mapping[str, Any], ts: float | None = None) -> dict[str, An
     ``ts``, when given, is the event time (instead of the mapping's ``ts``)."""
     env: dict[str, Any] = {}
     get = event.get
-    for name, field, number in _EVENT_KEYS_FAST:
+    for name, field, number in _EVENT_FIELD_KEYS:
         value = ts if ts is not None and field == "ts" else get(field)
         if number:
             if value.__class__ is float:  # the common case, first

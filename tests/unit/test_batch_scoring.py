@@ -73,6 +73,12 @@ def test_the_first_window_scores_zero_as_river_does() -> None:
     assert compiled.score(rows) == river_scores(live, rows) == [0.0, 0.0, 0.0]
 
 
+def test_another_river_release_is_scored_by_river(monkeypatch: pytest.MonkeyPatch) -> None:
+    live = trained(1000)
+    monkeypatch.setattr("online_models.batch_scoring.RIVER_VERSION", "0.27.0")
+    assert compile_model(live.model, INPUTS) is None
+
+
 def test_other_models_have_no_batch_form() -> None:
     for build in CHALLENGER_BUILDERS.values():
         assert compile_model(build(7), CHURN_RISK.inputs) is None
@@ -93,6 +99,7 @@ def test_live_model_score_many_is_score_of_each_batched_or_not() -> None:
     features = [{**row(rng), "tier": "mass"} for _ in range(MIN_BATCH + 5)]
     one_by_one = [live.score(f) for f in features]
     assert live.score_many(features) == one_by_one  # batched
+    assert live._batch is not None and isinstance(live._batch[2], CompiledHalfSpaceTrees)
     assert live.score_many(features[:3]) == one_by_one[:3]  # too small: event by event
     # learning invalidates the compiled copy
     first = live._batch
@@ -101,17 +108,25 @@ def test_live_model_score_many_is_score_of_each_batched_or_not() -> None:
     after = [live.score(f) for f in features]
     assert after != one_by_one
     assert live.score_many(features) == after
-    assert live._batch is not first
+    assert live._batch is not first and isinstance(live._batch[2], CompiledHalfSpaceTrees)
     cold = LiveModel(ASSET_DROP, ASSET_DROP.build(7))
     assert {s.score for s in cold.score_many(features)} == {ASSET_DROP.prior}
 
 
 def test_the_scorer_scores_a_batch_as_it_scores_each_event() -> None:
+    """(``trained_churn`` is defined below.)"""
     scorer = ModelScorer.fresh(7)
     scorer.models["asset_drop"] = LiveModel(ASSET_DROP, trained(1000).model, examples=1000)
+    scorer.models["churn_risk"] = LiveModel(CHURN_RISK, trained_churn(3000).model, examples=3000)
     rng = random.Random(5)
-    features = [row(rng) for _ in range(200)]
-    assert scorer.score_many(features) == [scorer.score(f) for f in features]
+    features = [
+        {**row(rng), **{n: rng.gauss(0.0, 40.0) for n in CHURN_RISK.inputs}} for _ in range(200)
+    ]
+    batched = scorer.score_many(features)
+    assert batched == [scorer.score(f) for f in features]
+    assert all(not s.cold for scores in batched for s in scores.values())
+    for live in scorer.models.values():  # both went through their batch form
+        assert live._batch is not None and live._batch[2] is not None
     assert scorer.score_many([]) == []
 
 

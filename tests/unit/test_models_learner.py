@@ -326,7 +326,7 @@ def test_a_scorer_that_follows_the_examples_learned_holds_the_learners_models(
     learner.observe_outcome(outcome("c3", "offer_accepted", T0 + 3 * DAY))
     learner.observe_outcome(outcome("c4", "offer_declined", T0 + 3 * DAY))
     learned = learner.take_learned()
-    assert {e.model for e in learned} == {"asset_drop", "churn_risk", "offer_response"}
+    assert {e.name for e in learned} == {"asset_drop", "churn_risk", "offer_response"}
     assert learner.take_learned() == []  # taken once
 
     follower = ModelScorer.fresh(learner.config.seed, learner.catalog)
@@ -341,7 +341,7 @@ def test_a_scorer_that_follows_the_examples_learned_holds_the_learners_models(
         assert follower.offers[action].examples == live.examples == 1
         assert state_differences(follower.offers[action].model, live.model) == [], action
     # one example fewer is a different model
-    assert learned[0].model == "asset_drop"
+    assert learned[0].name == "asset_drop"
     behind = ModelScorer.fresh(learner.config.seed, learner.catalog)
     behind.follow(learned[1:], 4, learner.config.seed)
     assert state_differences(behind.models["asset_drop"].model, own.models["asset_drop"].model)

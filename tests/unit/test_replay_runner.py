@@ -371,3 +371,91 @@ def test_the_scorer_follows_the_learner_as_a_pickled_copy_would(
     extra = served.models["asset_drop"]
     extra.learn(dict.fromkeys(extra.spec.inputs, 0.5), None)
     assert state_differences(extra.model, learned.models["asset_drop"].model) != []
+
+
+def test_batch_scoring_changes_no_decision(
+    sim_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same replay with every batch scored event by event (by River itself) decides the
+    same, byte for byte; the models are warm, so the batch forms did the scoring."""
+
+    def replay(out: Path) -> dict[str, Any]:
+        run = VariantRun(champion_variant(Settings()), learn=True, publish_every=6 * 3600.0)
+        return asyncio.run(
+            run_replay([open_file_source(sim_file)], [run], ReplayOptions(out, batch_size=500))
+        )
+
+    report = replay(tmp_path / "batched")
+    assert report["models"]["asset_drop"]["cold_share"] < 0.9  # a third of it scored warm
+    monkeypatch.setattr("online_models.scorer.MIN_BATCH", 10**9)
+    replay(tmp_path / "one_by_one")
+    assert (tmp_path / "batched" / "decisions.jsonl").read_bytes() == (
+        tmp_path / "one_by_one" / "decisions.jsonl"
+    ).read_bytes()
+
+
+def test_only_the_scorer_that_got_the_first_copy_follows() -> None:
+    from engine.sinks import MemorySink
+    from engine.wiring import build_pipeline, store_limits
+    from features.memory_store import MemoryStateStore
+    from replay.learning import learning_for
+
+    settings = Settings()
+    learning = learning_for(settings)
+    assert learning is not None
+
+    def pipeline() -> Any:
+        store = MemoryStateStore(store_limits(settings))
+        return build_pipeline(settings, MemorySink(), store=store)[0]
+
+    first, second = pipeline(), pipeline()
+    learner = learning.learner
+    t0 = 1_767_225_600.0
+    for day in range(3):
+        learner.observe(
+            [
+                {
+                    "decision_id": f"d{day}-{c}",
+                    "customer_id": f"c{c}",
+                    "event_type": "transaction",
+                    "event_time": t0 + day * 86400.0 + c,
+                    "state_status": "applied",
+                    "features": {"outflow_7d": float(c * day), "aum": 1000.0 + c},
+                }
+                for c in range(5)
+            ]
+        )
+        for target in (first, first, second, first):
+            learning.publish(target)
+            own = learner.scorer().models["asset_drop"]
+            served = target.scorer.models["asset_drop"]
+            assert served.snapshot == learning.snapshots
+            assert served.examples == own.examples > 0
+            assert state_differences(served.model, own.model) == []
+    assert learning._follower is first.scorer
+
+
+def test_a_challenger_that_learns_at_random_is_copied_not_followed() -> None:
+    from engine.sinks import MemorySink
+    from engine.wiring import build_pipeline, store_limits
+    from features.memory_store import MemoryStateStore
+    from replay.learning import learning_for
+    from replay.runner import with_overrides
+
+    settings = with_overrides(Settings(), {"models": {"challenger": "arf"}}, "test")
+    learning = learning_for(settings)
+    assert learning is not None
+    store = MemoryStateStore(store_limits(settings))
+    target = build_pipeline(settings, MemorySink(), store=store)[0]
+    models = target.scorer.models
+    assert "churn_risk_challenger" in models
+    learning.publish(target)
+    learning.publish(target)
+    assert learning._follower is target.scorer
+    assert "churn_risk" in learning._followed and "asset_drop" in learning._followed
+    assert "churn_risk_challenger" not in learning._followed
+    followed, copied = models["asset_drop"], models["churn_risk_challenger"]
+    learning.publish(target)
+    assert models["asset_drop"] is followed  # learned in place
+    assert models["churn_risk_challenger"] is not copied  # a new copy installed
+    assert {m.snapshot for m in models.values()} == {3}
