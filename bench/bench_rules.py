@@ -81,7 +81,7 @@ def realistic_envs(customers: int, days: int, seed: int) -> list[tuple[Env, str,
         for m in models:  # scores as a warm model gives them: mostly low, a tail of high ones
             env[f"score_{m}"] = min(rng.betavariate(1.2, 8.0), 1.0)
             env[f"cold_{m}"] = rng.random() < 0.05
-        env.update(event_env({**event_to_dict(event), "ts": event.epoch}))
+        env.update(event_env(event_to_dict(event), ts=event.epoch))
         env.update(profile_env(state.profile))
         out.append((env, str(state.features["tier"]), state.profile.get("segment")))
     return out

@@ -60,6 +60,20 @@ class BatchForm(Protocol):
     def score(self, rows: Sequence[Mapping[str, float]]) -> list[float]: ...
 
 
+def _matrix(rows: Sequence[Mapping[str, float]], inputs: tuple[str, ...]) -> NDArray[np.float64]:
+    """One row per mapping, one column per input (a mapping must hold every input)."""
+    x = np.array([[row[name] for name in inputs] for row in rows], dtype=np.float64)
+    return x.reshape(len(rows), len(inputs))
+
+
+@dataclass(frozen=True)
+class FirstWindow:
+    """A half-space-trees model still in its first window: River answers 0 for every row."""
+
+    def score(self, rows: Sequence[Mapping[str, float]]) -> list[float]:
+        return [0.0] * len(rows)
+
+
 @dataclass(frozen=True, eq=False)
 class CompiledLogisticRegression:
     """A frozen copy of a ``StandardScaler | LogisticRegression`` model: P(True) per row."""
@@ -73,9 +87,7 @@ class CompiledLogisticRegression:
 
     def score(self, rows: Sequence[Mapping[str, float]]) -> list[float]:
         n = len(rows)
-        inputs = self.inputs
-        x = np.array([[row[name] for name in inputs] for row in rows], dtype=np.float64)
-        x = x.reshape(n, len(inputs))
+        x = _matrix(rows, self.inputs)
         with np.errstate(all="ignore"):  # inf - inf is NaN, as in River, without a warning
             z = np.zeros_like(x)
             np.divide(x - self.mean, self.std, out=z, where=self.scaled)
@@ -101,36 +113,12 @@ class CompiledHalfSpaceTrees:
     height: int
     size_limit: float
     max_score: int
-    first_window: bool
-    layout: TreeLayout | None = None
-
-    @classmethod
-    def zeros(cls, inputs: tuple[str, ...]) -> CompiledHalfSpaceTrees:
-        """The form of a model still in its first window: River answers 0 for everything."""
-        empty_f, empty_i = np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.intp)
-        return cls(
-            inputs,
-            empty_f,
-            empty_f,
-            empty_i,
-            empty_f,
-            np.zeros(0, dtype=np.int64),
-            0,
-            0,
-            0,
-            0.0,
-            1,
-            True,
-        )
+    layout: TreeLayout
 
     def score(self, rows: Sequence[Mapping[str, float]]) -> list[float]:
         """``score_one`` of every row (a mapping with every input), as River would answer."""
         n = len(rows)
-        if self.first_window:
-            return [0.0] * n
-        inputs = self.inputs
-        x = np.array([[row[name] for name in inputs] for row in rows], dtype=np.float64)
-        x = x.reshape(n, len(inputs))
+        x = _matrix(rows, self.inputs)
         scaled = np.zeros_like(x)
         with np.errstate(all="ignore"):  # inf - inf is NaN, as in River, without a warning
             np.divide(x - self.lo, self.span, out=scaled, where=self.span != 0)
@@ -216,11 +204,11 @@ def _compile_logistic(
 
 def _compile_hst(
     scaler: Any, hst: Any, names: tuple[str, ...], previous: CompiledHalfSpaceTrees | None
-) -> CompiledHalfSpaceTrees | None:
+) -> CompiledHalfSpaceTrees | FirstWindow | None:
     if scaler.window_size is not None:
         return None
     if hst._first_window:  # River answers 0 until the first window is complete
-        return CompiledHalfSpaceTrees.zeros(names)
+        return FirstWindow()
     lows, spans = [], []
     for name in names:
         lo_stat, hi_stat = scaler.min.get(name), scaler.max.get(name)
@@ -247,7 +235,6 @@ def _compile_hst(
         height=layout.height,
         size_limit=0.1 * hst.window_size,
         max_score=hst.n_trees * hst.window_size * (2 ** (layout.height + 1) - 1),
-        first_window=False,
         layout=layout,
     )
 

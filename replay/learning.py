@@ -23,6 +23,9 @@ second ``learn_one`` per example. Only models that ``learns_deterministically`` 
 others (an ARF challenger, whose estimators hold unseeded random generators) are copied at every
 snapshot. ``ReplayLearning(..., copy_every_time=True)`` installs a pickled copy of every model
 every time, the reference the tests hold the following to.
+
+The learner is optional: when ``online_models.learner`` is not available, ``learning_for``
+returns None and the report says the models did not learn.
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ class ReplayLearning:
     def __init__(self, learner: Any, publish_every: float, copy_every_time: bool = False) -> None:
         self.learner = learner
         self.publish_every = publish_every
-        # True: install a pickled copy at every snapshot (the reference the tests hold the
-        # following to, and a way out should a model ever learn non-deterministically).
+        # True: install a pickled copy of every model at every snapshot (the reference the
+        # tests hold the following to).
         self.copy_every_time = copy_every_time
         self.snapshots = 0
         self._next: float | None = None

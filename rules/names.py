@@ -90,15 +90,12 @@ def event_env(event: Mapping[str, Any], ts: float | None = None) -> dict[str, An
     for name, field, number in _EVENT_FIELD_KEYS:
         value = ts if ts is not None and field == "ts" else get(field)
         if number:
-            if value.__class__ is float:  # the common case, first
-                env[name] = value if math.isfinite(value) else None
-            else:
-                ok = (
-                    isinstance(value, (int, float))
-                    and not isinstance(value, bool)
-                    and math.isfinite(value)
-                )
-                env[name] = float(value) if ok else None  # type: ignore[arg-type]
+            ok = (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
+            env[name] = float(value) if ok else None  # type: ignore[arg-type]
         else:
             env[name] = value if isinstance(value, str) else None
     return env

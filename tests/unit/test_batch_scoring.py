@@ -8,7 +8,12 @@ import random
 import pytest
 from river import anomaly, compose, preprocessing
 
-from online_models.batch_scoring import MIN_BATCH, CompiledHalfSpaceTrees, compile_model
+from online_models.batch_scoring import (
+    MIN_BATCH,
+    CompiledHalfSpaceTrees,
+    FirstWindow,
+    compile_model,
+)
 from online_models.catalog import ASSET_DROP, ASSET_DROP_INPUTS, CHALLENGER_BUILDERS, CHURN_RISK
 from online_models.scorer import LiveModel, ModelScorer
 
@@ -39,7 +44,7 @@ def test_batch_scores_equal_rivers_exactly(examples: int) -> None:
     rng = random.Random(examples)
     rows = [row(rng, spread) for spread in (0.01, 1.0, 3.0) for _ in range(300)]
     compiled = compile_model(live.model, INPUTS)
-    assert isinstance(compiled, CompiledHalfSpaceTrees) and not compiled.first_window
+    assert isinstance(compiled, CompiledHalfSpaceTrees)
     ours = compiled.score(rows)
     assert ours == river_scores(live, rows)  # exact, not approximately
     assert len(set(ours)) > 50  # the rows reach different parts of the trees
@@ -68,7 +73,7 @@ def test_values_on_a_threshold_nan_and_infinity_go_where_river_sends_them() -> N
 def test_the_first_window_scores_zero_as_river_does() -> None:
     live = trained(100)  # window_size 250: not complete yet
     compiled = compile_model(live.model, INPUTS)
-    assert isinstance(compiled, CompiledHalfSpaceTrees) and compiled.first_window
+    assert isinstance(compiled, FirstWindow)
     rows = [row(random.Random(1)) for _ in range(3)]
     assert compiled.score(rows) == river_scores(live, rows) == [0.0, 0.0, 0.0]
 
